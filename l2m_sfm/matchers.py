@@ -1,0 +1,59 @@
+"""The two-view matcher interface every matcher of the project implements, and the registry of names.
+
+A matcher takes two RGB uint8 images (H, W, 3), EXIF orientation already applied, and returns
+correspondences in pixels of those images in the hloc convention (centre of the top-left pixel at (0, 0)).
+Sparse baselines and dense matchers (L2M) share this interface, so the SfM pipeline and the benchmarks
+accept any of them by name. Entries are module paths, imported only when asked for (glue-factory habit).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class PairMatches:
+    """Correspondences of one image pair, in pixels (hloc convention) of the images given to the matcher."""
+
+    keypoints0: np.ndarray  # (N, 2) float32
+    keypoints1: np.ndarray  # (N, 2) float32
+    scores: np.ndarray  # (N,) float32, higher is better
+
+    def __len__(self) -> int:
+        return len(self.keypoints0)
+
+
+@runtime_checkable
+class PairMatcher(Protocol):
+    """Anything that matches two images; `name` identifies it in reports and output files."""
+
+    name: str
+    dense: bool  # True: correspondences are not tied to repeatable keypoints (needs quantisation for SfM)
+
+    def match_pair(self, image0: np.ndarray, image1: np.ndarray,
+                   name0: str | None = None, name1: str | None = None) -> PairMatches:
+        ...
+
+
+# name -> "module:factory"; factory(conf: dict, device: str) -> PairMatcher
+MATCHERS: dict[str, str] = {
+    "sift": "l2m_sfm.baselines:build_sift",
+    "disk+lightglue": "l2m_sfm.baselines:build_disk_lightglue",
+    "aliked+lightglue": "l2m_sfm.baselines:build_aliked_lightglue",
+    "xfeat+lighterglue": "l2m_sfm.baselines:build_xfeat_lighterglue",
+    "l2m-tiny": "l2m_sfm.l2m_matcher:build_l2m_tiny",
+    "l2m-vitb": "l2m_sfm.l2m_matcher:build_l2m_vitb",
+    "l2m++": "l2m_sfm.l2m_matcher:build_l2m_pp",
+}
+
+
+def get_matcher(name: str, conf: dict[str, Any] | None = None, device: str = "cpu") -> PairMatcher:
+    """Build a registered matcher by name; unknown names list the available ones."""
+    if name not in MATCHERS:
+        raise ValueError(f"Unknown matcher {name!r}; available: {', '.join(sorted(MATCHERS))}")
+    module_name, factory = MATCHERS[name].split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, factory)(dict(conf or {}), device)
