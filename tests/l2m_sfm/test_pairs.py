@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from l2m.config import ConfigError
+from l2m_sfm import pairs
+
+
+def test_exhaustive_count_and_format(tmp_path):
+    names = [f"{i:03d}.jpg" for i in range(12)]
+    out = pairs.main({"method": "exhaustive"}, names, tmp_path / "p.txt")
+    text = out.read_text()
+    assert not text.endswith("\n") and "\n\n" not in text
+    assert len(text.splitlines()) == 12 * 11 // 2
+    assert text.splitlines()[0] == "000.jpg 001.jpg"
+
+
+def test_sequential_window_per_folder_and_quadratic(tmp_path):
+    names = [f"{i:02d}.jpg" for i in range(10)]
+    p = pairs.parse_pairs(pairs.main(pairs.conf_from_string("sequential:3"), names, tmp_path / "s.txt"))
+    assert len(p) == 3 * 10 - (1 + 2 + 3)  # 24: the last 3 images have fewer successors
+    assert ("00.jpg", "03.jpg") in p and ("00.jpg", "04.jpg") not in p
+    q = pairs.parse_pairs(pairs.main({"method": "sequential", "window": 3, "quadratic_overlap": True},
+                                     names, tmp_path / "q.txt"))
+    assert ("00.jpg", "04.jpg") in q and len(q) == len(p) + 6  # offset 4 adds pairs (0..5, +4)
+    two = [f"a/{i}.jpg" for i in range(4)] + [f"b/{i}.jpg" for i in range(4)]
+    s = pairs.parse_pairs(pairs.main({"method": "sequential", "window": 2}, two, tmp_path / "t.txt"))
+    assert len(s) == 2 * 5 and all(x[0][0] == x[1][0] for x in s)  # never across folders
+
+
+def test_conf_from_string():
+    assert pairs.conf_from_string("exhaustive") == {"method": "exhaustive"}
+    assert pairs.conf_from_string("sequential:5") == {"method": "sequential", "window": 5}
+    assert pairs.conf_from_string("retrieval:20") == {"method": "retrieval", "num_matched": 20}
+    assert pairs.conf_from_string("file:x/p.txt") == {"method": "file", "path": "x/p.txt"}
+    for bad in ("vocab:3", "sequential:x", "sequential:0", "file:", "exhaustive:3"):
+        with pytest.raises(ConfigError):
+            pairs.conf_from_string(bad)
+    with pytest.raises(ConfigError, match="pairs.windw"):
+        pairs.main({"method": "sequential", "windw": 3}, ["a", "b"], "unused.txt")
+
+
+def test_parse_pairs_dedup_and_errors(tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("a.jpg b.jpg\nb.jpg a.jpg\nc/d.jpg a.jpg\na.jpg a.jpg\n\n")
+    assert pairs.parse_pairs(f) == [("a.jpg", "b.jpg"), ("c/d.jpg", "a.jpg")]
+    with pytest.raises(pairs.PairFileError, match="not in the image folder: c/d.jpg"):
+        pairs.parse_pairs(f, ["a.jpg", "b.jpg"])
+    f.write_text("a.jpg b.jpg\n\na.jpg c.jpg\n")
+    with pytest.raises(pairs.PairFileError, match="line 2"):
+        pairs.parse_pairs(f)
+    f.write_text("a.jpg b.jpg x\n")
+    with pytest.raises(pairs.PairFileError, match="line 1: expected 2 .* 3 token"):
+        pairs.parse_pairs(f)
+    f.write_text("a.jpg b.jpg\nb.jpg c.jpg")
+    out = pairs.main({"method": "file", "path": str(f)}, ["a.jpg", "b.jpg", "c.jpg"], tmp_path / "o.txt")
+    assert out.read_text() == "a.jpg b.jpg\nb.jpg c.jpg"
+
+
+def test_cli(tmp_path, capsys):
+    img = tmp_path / "imgs"
+    img.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(img / f"{i}.png")
+    (img / "bad.jpg").write_bytes(b"")
+    assert pairs.cli(["--images", str(img), "--pairs", "sequential:2", "--output", str(tmp_path / "p.txt")]) == 0
+    assert "7 pairs of 5 images" in capsys.readouterr().out
