@@ -1,0 +1,55 @@
+"""MegaDepth-1500 relative-pose benchmark (LoFTR split): AUC@5/10/20 and mAA under a named protocol.
+
+    python pipelines/megadepth1500.py --data-root data/megadepth/test --output outputs/md1500 \
+        --matchers sift aliked+lightglue --protocol loftr
+    python pipelines/megadepth1500.py --meta ../shared/data/benchmark_meta/megadepth1500 --dry-run --output /tmp/x
+
+--data-root holds the test images (`Undistorted_SfM/<scene>/images/*.jpg`); --meta the scene-info folder with
+megadepth_test_1500.txt and its 5 npz files (default: searched in --data-root). See datasets/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable without installation
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from l2m_sfm.bench_cli import add_common_args, run_two_view  # noqa: E402
+from l2m_sfm.bench_datasets import (MEGADEPTH_LIST, MEGADEPTH_META_DIRS, BenchmarkDataError,  # noqa: E402
+                                    find_meta_dir, load_megadepth1500, megadepth_image_candidates,
+                                    resolve_images)
+
+BENCHMARK = "megadepth1500"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, help="folder with the MegaDepth-1500 test images")
+    parser.add_argument("--meta", type=Path, help="folder with megadepth_test_1500.txt + the 5 scene-info npz")
+    add_common_args(parser, default_protocol="loftr")
+    args = parser.parse_args(argv)
+    if args.meta is None and args.data_root is None:
+        parser.error("give --data-root (images, and the scene info inside it) and/or --meta")
+    if args.data_root is None and not (args.dry_run or args.eval_only):
+        parser.error("--data-root (the test images) is needed unless --dry-run or --eval-only")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    try:
+        meta = args.meta if args.meta is not None else find_meta_dir(args.data_root, MEGADEPTH_LIST,
+                                                                     MEGADEPTH_META_DIRS)
+        pairs = load_megadepth1500(meta)
+        return run_two_view(args, BENCHMARK, BENCHMARK, pairs,
+                            lambda ps: resolve_images(ps, lambda n: megadepth_image_candidates(args.data_root, n),
+                                                      "MegaDepth-1500"),
+                            extra={"meta": str(meta), "data_root": str(args.data_root)})
+    except BenchmarkDataError as e:
+        raise SystemExit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
