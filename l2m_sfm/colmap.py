@@ -1,0 +1,373 @@
+"""COLMAP side of the pipeline (pycolmap 4.2.x): database, geometric verification, mapping, model output.
+
+Conventions: keypoints in the HDF5 files use the hloc convention (centre of the top-left pixel at (0, 0));
+COLMAP wants the top-left image corner at (0, 0), so `import_features` adds exactly +0.5. Cameras are
+written by us (not `pycolmap.import_images`) because COLMAP reads raw pixels and ignores the EXIF
+orientation: image sizes come from `l2m_sfm.images.image_size` (EXIF applied), like the matchers' pixels.
+Every two-view geometry we write carries a config (COLMAP 4 silently skips UNDEFINED ones).
+Option dicts are validated against pycolmap's `todict()` so a typo is a clear error, not a TypeError.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import pycolmap
+
+from l2m.config import ConfigError
+
+CAMERA_MODES = ("auto", "single", "per-folder", "per-image")
+# Feature/matcher types of pycolmap that abort the process (wheel built without ONNX): never select them.
+FORBIDDEN_TYPES = ("ALIKED", "LIGHTGLUE", "LOMA", "ONNX")
+
+# hloc's verification settings: more RANSAC trials and a lower inlier ratio than COLMAP's defaults,
+# since dense / learned matches have more outliers per pair than SIFT + ratio test.
+default_verification = {"ransac": {"max_num_trials": 20000, "min_inlier_ratio": 0.1}}
+default_mapper = {"num_threads": 2}
+
+
+class ColmapError(RuntimeError):
+    """A COLMAP stage failed; the message says which and what to try."""
+
+
+# ---------------------------------------------------------------------------------------------------- options
+def check_options(options: Mapping[str, Any] | None, cls: type, where: str) -> dict:
+    """Return `options` as a dict after checking every (nested) key against `cls().todict()`."""
+    options = dict(options or {})
+    _check_keys(options, cls().todict(), where)
+    for value in _flat_values(options):
+        if isinstance(value, str) and any(t in value.upper() for t in FORBIDDEN_TYPES):
+            raise ConfigError(f"{where}: {value!r} selects a pycolmap type that needs ONNX and would abort the "
+                              "process (SIGABRT); learned features run through torch in l2m_sfm instead")
+    return options
+
+
+def _check_keys(options: Mapping[str, Any], reference: Mapping[str, Any], where: str) -> None:
+    for key, value in options.items():
+        if key not in reference:
+            raise ConfigError(f"Unknown COLMAP option {where}.{key}; known keys: {', '.join(sorted(reference))}")
+        if isinstance(value, Mapping) and isinstance(reference[key], Mapping):
+            _check_keys(value, reference[key], f"{where}.{key}")
+
+
+def _flat_values(options: Mapping[str, Any]) -> Iterator[Any]:
+    for value in options.values():
+        if isinstance(value, Mapping):
+            yield from _flat_values(value)
+        else:
+            yield value
+
+
+def deep_update(base: Mapping[str, Any], extra: Mapping[str, Any] | None) -> dict:
+    """Nested dict merge (extra wins) without key checks; check the result with `check_options`."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in (extra or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@contextlib.contextmanager
+def colmap_logging(log_prefix: Path | None = None, verbose: bool = False) -> Iterator[None]:
+    """Quiet COLMAP on the console (errors only) and write its full log to `<log_prefix><date-time.pid>`.
+
+    glog always appends the date, time and pid to the file name, e.g. OUT/colmap.log.20260101-120000.42.
+    """
+    lg = pycolmap.logging
+    saved = (lg.minloglevel, lg.stderrthreshold, lg.alsologtostderr, lg.logtostderr)
+    try:
+        lg.logtostderr = False
+        lg.minloglevel = 0 if (verbose or log_prefix) else 2
+        lg.stderrthreshold = 0 if verbose else 2
+        lg.alsologtostderr = verbose
+        if log_prefix is not None:
+            Path(log_prefix).parent.mkdir(parents=True, exist_ok=True)
+            lg.set_log_destination(lg.INFO, str(log_prefix))
+            for level in (lg.WARNING, lg.ERROR):
+                lg.set_log_destination(level, "")  # warnings and errors already go into the INFO file
+        yield
+    finally:
+        if log_prefix is not None:
+            lg.set_log_destination(lg.INFO, "")
+        lg.minloglevel, lg.stderrthreshold, lg.alsologtostderr, lg.logtostderr = saved
+
+
+# ---------------------------------------------------------------------------------------------------- cameras
+def exif_focal_prior(path: Path, width: int, height: int) -> float | None:
+    """Focal length in pixels from EXIF, as COLMAP derives it, or None when EXIF does not say.
+
+    FocalLengthIn35mmFilm is relative to the 43.27 mm diagonal of a 35 mm frame (rotation-invariant);
+    otherwise FocalLength (mm) x FocalPlaneXResolution (px per unit).
+    """
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            exif = img.getexif()
+            sub = exif.get_ifd(0x8769)
+    except Exception:  # noqa: BLE001 - no EXIF is a normal case
+        return None
+    f35 = _positive(sub.get(0xA405))
+    if f35:
+        return f35 / math.hypot(36.0, 24.0) * math.hypot(width, height)
+    f_mm, xres = _positive(sub.get(0x920A)), _positive(sub.get(0xA20E))
+    unit_mm = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}.get(int(sub.get(0xA210, 2) or 2))
+    if f_mm and xres and unit_mm:
+        return f_mm * xres / unit_mm
+    return None
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def _exif_camera_key(path: Path) -> tuple:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            exif = img.getexif()
+            return (str(exif.get(271, "")).strip(), str(exif.get(272, "")).strip())
+    except Exception:  # noqa: BLE001
+        return ("", "")
+
+
+def parse_intrinsics(text: str | Iterable[float] | None, camera_model: str) -> tuple[str, list[float]] | None:
+    """'fx,fy,cx,cy' -> ('PINHOLE', [...]); a longer list is taken as params of `camera_model`."""
+    if text is None or text == "":
+        return None
+    try:
+        values = [float(v) for v in (text.replace(" ", ",").split(",") if isinstance(text, str) else text) if v != ""]
+    except ValueError as e:
+        raise ConfigError(f"--intrinsics {text!r}: expected comma-separated numbers 'fx,fy,cx,cy'") from e
+    if len(values) == 4 and camera_model in ("SIMPLE_RADIAL", "PINHOLE"):
+        return "PINHOLE", values
+    expected = len(pycolmap.Camera.create_from_model_name(1, camera_model, 1.0, 2, 2).params)
+    if len(values) != expected:
+        raise ConfigError(f"--intrinsics has {len(values)} numbers but camera model {camera_model} takes "
+                          f"{expected}; give 'fx,fy,cx,cy' for a pinhole camera")
+    return camera_model, values
+
+
+def plan_cameras(image_dir: Path, names: list[str], sizes: Mapping[str, tuple[int, int]],
+                 camera_mode: str = "auto", camera_model: str = "SIMPLE_RADIAL",
+                 intrinsics: str | None = None, focal_factor: float = 1.2) -> tuple[list[pycolmap.Camera], dict]:
+    """Cameras to create and the camera index of each image name (sizes (W, H) after EXIF orientation).
+
+    Modes: auto (shared when size, make/model and EXIF focal agree), single, per-folder, per-image.
+    Without an EXIF focal the focal guess is focal_factor * max(W, H) and is not marked as a prior.
+    """
+    if camera_mode not in CAMERA_MODES:
+        raise ConfigError(f"camera mode {camera_mode!r}; choose one of {', '.join(CAMERA_MODES)}")
+    known = parse_intrinsics(intrinsics, camera_model)
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    priors: dict[str, float | None] = {}
+    for name in names:
+        w, h = sizes[name]
+        priors[name] = exif_focal_prior(image_dir / name, w, h) if known is None else None
+        if camera_mode == "single":
+            key: tuple = ("single",)
+        elif camera_mode == "per-folder":
+            key = (Path(name).parent.as_posix(), w, h)
+        elif camera_mode == "per-image":
+            key = (name,)
+        else:
+            key = (w, h, *_exif_camera_key(image_dir / name), None if priors[name] is None
+                   else round(priors[name], 1))
+        groups[key].append(name)
+    cameras, assignment = [], {}
+    for idx, members in enumerate(groups.values()):
+        w, h = sizes[members[0]]
+        odd = [n for n in members if tuple(sizes[n]) != (w, h)]
+        if odd:
+            raise ConfigError(f"camera mode {camera_mode!r} puts images of different sizes in one camera "
+                              f"({members[0]} is {w}x{h}, {odd[0]} is {sizes[odd[0]][0]}x{sizes[odd[0]][1]}); "
+                              "use --camera-mode auto or per-image")
+        if known is not None:
+            model, params = known
+            cam = pycolmap.Camera(model=model, width=w, height=h, params=params)
+            cam.has_prior_focal_length = True
+        else:
+            prior = priors[members[0]]
+            cam = pycolmap.Camera.create_from_model_name(idx + 1, camera_model, prior or focal_factor * max(w, h),
+                                                         w, h)
+            cam.has_prior_focal_length = prior is not None
+        cameras.append(cam)
+        for n in members:
+            assignment[n] = idx
+    return cameras, assignment
+
+
+# --------------------------------------------------------------------------------------------------- database
+def create_database(database_path: Path, image_dir: Path, names: list[str],
+                    sizes: Mapping[str, tuple[int, int]], camera_mode: str = "auto",
+                    camera_model: str = "SIMPLE_RADIAL", intrinsics: str | None = None) -> dict[str, int]:
+    """Create a fresh database with cameras, trivial rigs, frames and images; returns name -> image_id."""
+    database_path = Path(database_path)
+    if database_path.exists():
+        database_path.unlink()
+    cameras, assignment = plan_cameras(Path(image_dir), names, sizes, camera_mode, camera_model, intrinsics)
+    image_ids = {}
+    with pycolmap.Database.open(str(database_path)) as db:
+        camera_ids, rig_ids = [], []
+        for cam in cameras:
+            cam.camera_id = db.write_camera(cam)
+            rig = pycolmap.Rig()
+            rig.add_ref_sensor(cam.sensor_id)
+            camera_ids.append(cam.camera_id)
+            rig_ids.append(db.write_rig(rig))
+        for name in names:
+            idx = assignment[name]
+            image = pycolmap.Image(name=name, camera_id=camera_ids[idx])
+            image.image_id = db.write_image(image)
+            frame = pycolmap.Frame()
+            frame.rig_id = rig_ids[idx]
+            frame.add_data_id(image.data_id)
+            db.write_frame(frame)
+            image_ids[name] = image.image_id
+    return image_ids
+
+
+def import_features(database_path: Path, image_ids: Mapping[str, int], features_path: Path) -> dict[str, int]:
+    """Write each image's keypoints (hloc convention + 0.5 = COLMAP convention); returns name -> count."""
+    from l2m_sfm.h5io import read_keypoints
+
+    counts = {}
+    with pycolmap.Database.open(str(database_path)) as db:
+        for name, image_id in image_ids.items():
+            kps = read_keypoints(features_path, name).astype(np.float64) + 0.5
+            db.write_keypoints(image_id, kps.astype(np.float32))
+            counts[name] = len(kps)
+    return counts
+
+
+def unique_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Pairs without self-pairs and without (b, a) when (a, b) is present, order kept."""
+    seen, out = set(), []
+    for a, b in pairs:
+        key = (a, b) if a < b else (b, a)
+        if a != b and key not in seen:
+            seen.add(key)
+            out.append((a, b))
+    return out
+
+
+def import_matches(database_path: Path, image_ids: Mapping[str, int], pairs: Iterable[tuple[str, str]],
+                   matches_path: Path, min_match_score: float | None = None) -> dict[str, int]:
+    """Write the matches of every listed pair; returns counts {pairs, matches, missing}."""
+    from l2m_sfm.h5io import H5LookupError, read_matches
+
+    stats = {"pairs": 0, "matches": 0, "missing": 0}
+    with pycolmap.Database.open(str(database_path)) as db:
+        for a, b in unique_pairs(pairs):
+            if a not in image_ids or b not in image_ids:
+                continue
+            try:
+                matches, scores = read_matches(matches_path, a, b)
+            except H5LookupError:
+                stats["missing"] += 1
+                continue
+            if min_match_score is not None:
+                matches = matches[scores > min_match_score]
+            if len(matches) == 0:
+                continue
+            db.write_matches(image_ids[a], image_ids[b], np.ascontiguousarray(matches, dtype=np.uint32))
+            stats["pairs"] += 1
+            stats["matches"] += len(matches)
+    return stats
+
+
+def verify_matches(database_path: Path, pairs_path: Path, options: Mapping[str, Any] | None = None) -> int:
+    """COLMAP geometric verification of the listed pairs; returns the number of verified pairs.
+
+    COLMAP writes configs itself (CALIBRATED with a focal prior, else UNCALIBRATED).
+    """
+    opts = check_options(deep_update(default_verification, options), pycolmap.TwoViewGeometryOptions,
+                         "verification")
+    pycolmap.verify_matches(str(database_path), str(pairs_path), pycolmap.TwoViewGeometryOptions(opts))
+    return verified_pair_stats(database_path)["verified_pairs"]
+
+
+def verified_pair_stats(database_path: Path) -> dict[str, Any]:
+    """Diagnostics: number of matched and verified pairs, inliers per pair, TVG configs."""
+    with pycolmap.Database.open(str(database_path)) as db:
+        pair_ids, tvgs = db.read_two_view_geometries()
+        inliers = [len(t.inlier_matches) for t in tvgs]
+        configs = defaultdict(int)
+        for t in tvgs:
+            configs[str(t.config).split(".")[-1]] += 1
+        return {
+            "matched_pairs": int(db.num_matched_image_pairs()),
+            "verified_pairs": int(sum(n > 0 for n in inliers)),
+            "inliers_per_pair_median": float(np.median(inliers)) if inliers else 0.0,
+            "tvg_configs": dict(configs),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------- mapping
+def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: str = "incremental",
+                options: Mapping[str, Any] | None = None,
+                progress: Any | None = None) -> tuple[pycolmap.Reconstruction | None, list[dict]]:
+    """Map with COLMAP (incremental or global); returns the model with most registered images and all sizes."""
+    work_dir = Path(work_dir)
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    if mapper == "incremental":
+        opts = check_options(deep_update(default_mapper, options), pycolmap.IncrementalPipelineOptions, "mapper")
+        kwargs: dict[str, Any] = {}
+        if progress is not None:
+            kwargs["next_image_callback"] = lambda: progress.update(1)
+        models = pycolmap.incremental_mapping(str(database_path), str(image_dir), str(work_dir),
+                                              pycolmap.IncrementalPipelineOptions(opts), **kwargs)
+    elif mapper == "global":
+        opts = check_options(deep_update({"num_threads": default_mapper["num_threads"]}, options),
+                             pycolmap.GlobalPipelineOptions, "mapper")
+        models = pycolmap.global_mapping(str(database_path), str(image_dir), str(work_dir),
+                                         pycolmap.GlobalPipelineOptions(opts))
+    else:
+        raise ConfigError(f"mapper {mapper!r}; choose incremental or global")
+    summary = [{"model": int(k), "registered": int(r.num_reg_images()), "points": int(r.num_points3D())}
+               for k, r in models.items()]
+    if not models:
+        return None, summary
+    best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+    return best, summary
+
+
+def write_model(reconstruction: pycolmap.Reconstruction, sfm_dir: Path) -> Path:
+    """Write binary files into sfm_dir and text files into sfm_dir/text, replacing both atomically."""
+    sfm_dir = Path(sfm_dir)
+    tmp = sfm_dir.with_name(sfm_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "text").mkdir(parents=True)
+    reconstruction.write(str(tmp))
+    reconstruction.write_text(str(tmp / "text"))
+    if sfm_dir.exists():
+        shutil.rmtree(sfm_dir)
+    os.replace(tmp, sfm_dir)
+    return sfm_dir
+
+
+def model_stats(reconstruction: pycolmap.Reconstruction) -> dict[str, Any]:
+    """Registered images, points, mean track length and mean reprojection error (px) of a model."""
+    return {
+        "registered": int(reconstruction.num_reg_images()),
+        "points3D": int(reconstruction.num_points3D()),
+        "mean_track_length": float(reconstruction.compute_mean_track_length()),
+        "mean_reprojection_error_px": float(reconstruction.compute_mean_reprojection_error()),
+        "registered_names": sorted(reconstruction.images[i].name for i in reconstruction.reg_image_ids()),
+    }
