@@ -1,0 +1,308 @@
+"""The L2M dense matcher: training forward, inference ``match``, sampling, keypoint matching, feature cache.
+
+Training (stage 2): ``model(batch)`` with ``batch = {"im_A": (B,3,H,W), "im_B": (B,3,H,W)}`` (already resized,
+normalised as wanted, H, W multiples of ``model.res_multiple``) returns the decoder's per-level dict
+``{level: {"flow", "certainty", "flow_pre_delta", "delta_flow", (coarsest:) "gm_cls", "gm_certainty"}}`` for A->B
+(``symmetric=True`` adds B->A as the second half of the batch). ``attenuate_cert`` never applies there.
+
+Inference: ``model.match(image_a, image_b, name_a=None, name_b=None) -> MatchOutput`` with, symmetric:
+``warp`` (H, 2W, 4) and ``certainty`` (H, 2W) at upsample_res (or coarse_res without pass 2) and
+``warp_coarse`` / ``certainty_coarse`` at coarse_res. Left half column u: (x_A, y_A) = A's grid, (x_B, y_B) =
+A->B prediction; right half: (x_A, y_A) = B->A prediction, (x_B, y_B) = B's grid. Coordinates normalised
+(pixel centres at -1 + (2i+1)/N); ``to_pixel_coordinates`` converts. Images: RGB uint8 (H, W, 3) numpy, PIL
+images, file paths, or float (3, H, W) tensors in [0, 1]; numpy / PIL inputs are resized with PIL bicubic
+(as upstream), tensors with antialiased bicubic interpolation.
+
+Feature cache: with ``conf["cache_size"] > 0`` and image names given, each image's PROJECTED encoder pyramid
+(per pass resolution) is kept in an LRU cache and reused for all its pairs. Encoding is always done one image
+at a time, so cached and uncached outputs are identical bit for bit.
+
+Devices: everything follows the parameters' device; on CUDA the encoders, projections, transformer and refiner
+blocks run under fp16 autocast (GP solve and refiner output convs in fp32); on CPU everything is fp32.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import merge_conf
+from .decoder import Decoder
+from .gp import cell_centres
+from .sampling import match_keypoints, sample_matches, to_pixel_coordinates
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+default_conf: dict[str, Any] = {
+    "coarse_res": 560,  # int (square) or [H, W]; multiple of res_multiple
+    "upsample_res": 864,  # None: no second pass
+    "normalize": False,  # ImageNet mean/std on the input (open question for L2M++, spec §4)
+    "symmetric": True,
+    "attenuate_cert": True,
+    "sample_thresh": 0.05,
+    "num_samples": 10000,
+    "cache_size": 0,  # number of images whose features are cached (needs names)
+    "pair_batch": 4,  # pairs decoded together in match_batch
+}
+
+
+@dataclass
+class MatchOutput:
+    """Dense result of one pair (see module docstring for the layout)."""
+
+    warp: torch.Tensor
+    certainty: torch.Tensor
+    warp_coarse: torch.Tensor
+    certainty_coarse: torch.Tensor
+    symmetric: bool = True
+
+
+class FeatureCache:
+    """LRU cache of per-image projected pyramids keyed by (name, resolution, levels, normalize)."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self.data: OrderedDict = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        if key in self.data:
+            self.data.move_to_end(key)
+            self.hits += 1
+            return self.data[key]
+        self.misses += 1
+        return None
+
+    def put(self, key, value) -> None:
+        if self.max_items <= 0:
+            return
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.max_items:
+            self.data.popitem(last=False)
+
+    def clear(self) -> None:
+        self.data.clear()
+
+
+def _as_hw(res) -> tuple[int, int] | None:
+    if res is None:
+        return None
+    if isinstance(res, int):
+        return (res, res)
+    return (int(res[0]), int(res[1]))
+
+
+def load_image_array(image) -> np.ndarray | torch.Tensor:
+    """Path / PIL / numpy -> RGB uint8 numpy (H, W, 3); tensors are returned unchanged."""
+    if isinstance(image, torch.Tensor):
+        return image
+    if isinstance(image, (str, Path)):
+        from PIL import Image, ImageOps
+
+        with Image.open(image) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    if hasattr(image, "convert"):  # PIL
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"Expected an RGB image (H, W, 3), got shape {arr.shape}")
+    return arr
+
+
+def image_size(image) -> tuple[int, int]:
+    """(H, W) of an image accepted by :meth:`L2M.match`."""
+    image = load_image_array(image)
+    return tuple(image.shape[-2:]) if isinstance(image, torch.Tensor) else tuple(image.shape[:2])
+
+
+def resize_image(image, hw: tuple[int, int]) -> torch.Tensor:
+    """RGB image -> (1, 3, H, W) float in [0, 1] at size hw (PIL bicubic for arrays, torch bicubic for tensors)."""
+    image = load_image_array(image)
+    if isinstance(image, torch.Tensor):
+        x = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+        x = x[None] if x.ndim == 3 else x
+        return F.interpolate(x, size=hw, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(image.astype(np.uint8))).resize((hw[1], hw[0]), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float() / 255.0
+
+
+class L2M(nn.Module):
+    """Encoder (fine CNN [+ external coarse ViT]) + decoder; see the module docstring for the API."""
+
+    def __init__(self, encoder: nn.Module, decoder: Decoder, conf: dict | None = None,
+                 variant: str = "custom", res_multiple: int = 14) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        object.__setattr__(self, "conf", merge_conf(default_conf, conf, "l2m"))
+        object.__setattr__(self, "variant", variant)
+        object.__setattr__(self, "res_multiple", res_multiple)
+        object.__setattr__(self, "cache", FeatureCache(self.conf["cache_size"]))
+
+    # ----------------------------------------------------------------------------------------------- training
+    @property
+    def coarse_encoder(self) -> nn.Module:
+        """Coarse encoder module: ``forward(images) -> (B, C, h, w)``."""
+        return self.encoder.coarse_encoder
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _autocast(self):
+        dev = self.device.type
+        return torch.autocast(device_type=dev, dtype=torch.float16, enabled=dev == "cuda")
+
+    def forward(self, batch: dict[str, torch.Tensor], symmetric: bool = False,
+                record_all: bool | None = None) -> dict[int, dict[str, torch.Tensor]]:
+        """Training forward (pass 1 only): {level: {flow, certainty, ...}} for im_A -> im_B."""
+        a, b = batch["im_A"], batch["im_B"]
+        levels = self.decoder.config.levels
+        with self._autocast():
+            feats = self.decoder.project(self.encoder(torch.cat((a, b)), levels))
+            fa = {lv: f[: len(a)] for lv, f in feats.items()}
+            fb = {lv: f[len(a):] for lv, f in feats.items()}
+            if symmetric:
+                fa, fb = ({lv: torch.cat((fa[lv], fb[lv])) for lv in fa},
+                          {lv: torch.cat((fb[lv], fa[lv])) for lv in fa})
+            return self.decoder(fa, fb, record_all=record_all)
+
+    # ---------------------------------------------------------------------------------------------- inference
+    def _check_res(self, hw: tuple[int, int], what: str) -> None:
+        if hw[0] % self.res_multiple or hw[1] % self.res_multiple:
+            raise ValueError(f"{what} {hw} must be a multiple of {self.res_multiple} for variant {self.variant}")
+
+    def _features(self, image, name: str | None, hw: tuple[int, int], levels: tuple[int, ...]) -> dict:
+        key = (name, hw, levels, bool(self.conf["normalize"]))
+        if name is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+        x = resize_image(image, hw).to(self.device)
+        if self.conf["normalize"]:
+            mean = torch.tensor(IMAGENET_MEAN, device=x.device)[:, None, None]
+            std = torch.tensor(IMAGENET_STD, device=x.device)[:, None, None]
+            x = (x - mean) / std
+        with self._autocast():
+            feats = self.decoder.project(self.encoder(x, levels))
+        if name is not None:
+            self.cache.put(key, feats)
+        return feats
+
+    def _finish(self, flow: torch.Tensor, cert: torch.Tensor, c16: torch.Tensor | None,
+                symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(2n or n, 2, H, W) flow + logits -> warps (n, H, 2W or W, 4), certainties (n, H, 2W or W)."""
+        h, w = flow.shape[-2:]
+        cert = cert.float()
+        if c16 is not None:
+            low = F.interpolate(c16.float(), size=(h, w), mode="bilinear", align_corners=False)
+            cert = cert - 0.5 * low.clamp(max=0)
+        cert = cert.sigmoid()[:, 0]
+        flow = flow.float().permute(0, 2, 3, 1)
+        cert = cert.masked_fill((flow.abs() > 1).any(dim=-1), 0.0)
+        flow = flow.clamp(-1, 1)
+        grid = cell_centres(h, w, flow.device)[None].expand(len(flow), h, w, 2)
+        if not symmetric:
+            return torch.cat((grid, flow), -1), cert
+        a2b, b2a = flow.chunk(2)
+        g = grid[: len(a2b)]
+        warp = torch.cat((torch.cat((g, a2b), -1), torch.cat((b2a, g), -1)), dim=2)
+        return warp, torch.cat(cert.chunk(2), dim=2)
+
+    @torch.no_grad()
+    def match_batch(self, pairs: Sequence[tuple[Any, Any]],
+                    names: Sequence[tuple[str | None, str | None]] | None = None) -> list[MatchOutput]:
+        """Dense matching of several pairs; images given by `names` reuse cached features."""
+        was_training = self.training
+        self.eval()
+        try:
+            outs: list[MatchOutput] = []
+            step = max(1, int(self.conf["pair_batch"]))
+            for s in range(0, len(pairs), step):
+                chunk = pairs[s:s + step]
+                chunk_names = names[s:s + step] if names is not None else [(None, None)] * len(chunk)
+                outs += self._match_chunk(chunk, chunk_names)
+            return outs
+        finally:
+            self.train(was_training)
+
+    def match(self, image_a, image_b, name_a: str | None = None, name_b: str | None = None) -> MatchOutput:
+        """Dense matching of one pair -> MatchOutput (symmetric by default)."""
+        return self.match_batch([(image_a, image_b)], [(name_a, name_b)])[0]
+
+    def _stack(self, images, names, hw, levels) -> list[dict]:
+        return [self._features(im, nm, hw, levels) for im, nm in zip(images, names)]
+
+    def _match_chunk(self, pairs, names) -> list[MatchOutput]:
+        cfg = self.decoder.config
+        symmetric = bool(self.conf["symmetric"])
+        hw1, hw2 = _as_hw(self.conf["coarse_res"]), _as_hw(self.conf["upsample_res"])
+        self._check_res(hw1, "coarse_res")
+        ims_a = [p[0] for p in pairs]
+        ims_b = [p[1] for p in pairs]
+        if any(isinstance(x, (str, Path)) for x in ims_a + ims_b):  # read each file once
+            ims_a = [load_image_array(x) for x in ims_a]
+            ims_b = [load_image_array(x) for x in ims_b]
+        na = [n[0] for n in names]
+        nb = [n[1] for n in names]
+
+        def pyramids(hw, levels):
+            fa = self._stack(ims_a, na, hw, levels)
+            fb = self._stack(ims_b, nb, hw, levels)
+            src, dst = (fa + fb, fb + fa) if symmetric else (fa, fb)
+            cat = lambda fs: {lv: torch.cat([f[lv] for f in fs]) for lv in levels}  # noqa: E731
+            return cat(src), cat(dst)
+
+        pa, pb = pyramids(hw1, cfg.levels)
+        with self._autocast():
+            out1 = self.decoder(pa, pb, record_all=False)
+        fine1 = out1[cfg.levels[-1]]
+        c16 = out1[cfg.levels[0]]["certainty"] if self.conf["attenuate_cert"] else None
+        warp_c, cert_c = self._finish(fine1["flow"], fine1["certainty"], c16, symmetric)
+        if hw2 is not None:
+            self._check_res(hw2, "upsample_res")
+            pa, pb = pyramids(hw2, cfg.upsample_levels)
+            s = math.sqrt(hw2[0] * hw2[1] / (hw1[0] * hw1[1]))
+            with self._autocast():
+                out2 = self.decoder(pa, pb, flow=fine1["flow"], certainty=fine1["certainty"], upsample=True,
+                                    scale_factor=s, record_all=False)
+            fine2 = out2[cfg.upsample_levels[-1]]
+            warp, cert = self._finish(fine2["flow"], fine2["certainty"], c16, symmetric)
+        else:
+            warp, cert = warp_c, cert_c
+        return [MatchOutput(warp[i], cert[i], warp_c[i], cert_c[i], symmetric) for i in range(len(pairs))]
+
+    # ------------------------------------------------------------------------------------------ sparse output
+    def sample(self, out: MatchOutput, num: int | None = None, threshold: float | None = None,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Threshold-balanced sampling -> ((n, 4) normalised matches (x_A, y_A, x_B, y_B), (n,) certainty)."""
+        num = self.conf["num_samples"] if num is None else num
+        threshold = self.conf["sample_thresh"] if threshold is None else threshold
+        return sample_matches(out.warp, out.certainty, num, threshold, generator=generator)
+
+    def match_keypoints(self, x_a: torch.Tensor, x_b: torch.Tensor, out: MatchOutput,
+                        max_dist: float = 0.005, cert_th: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mutual-NN matching of normalised keypoints of A and B through the A->B warp -> (ia, ib)."""
+        return match_keypoints(x_a, x_b, out.warp, out.certainty, max_dist, cert_th, symmetric=out.symmetric)
+
+    @staticmethod
+    def to_pixel_coordinates(matches: torch.Tensor, h_a: int, w_a: int, h_b: int, w_b: int,
+                             hloc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 4) normalised matches -> pixels of A and B at their ORIGINAL sizes (centre of top-left = 0.5,
+        or 0 with hloc=True)."""
+        return (to_pixel_coordinates(matches[:, :2], h_a, w_a, hloc),
+                to_pixel_coordinates(matches[:, 2:], h_b, w_b, hloc))

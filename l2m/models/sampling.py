@@ -1,0 +1,99 @@
+"""Sparse matches from a dense warp: threshold-balanced sampling, keypoint matching, pixel conversion.
+
+Coordinates are normalised to [-1, 1] with pixel centres at -1 + (2i+1)/N, matches as (x_A, y_A, x_B, y_B).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kde_density(x: torch.Tensor, std: float = 0.1, max_elems: int = 1 << 23) -> torch.Tensor:
+    """density_i = sum_j exp(-|x_i - x_j|² / (2 std²)) for (N, D) points, in row chunks (no N×N matrix)."""
+    n = x.shape[0]
+    chunk = max(1, max_elems // max(n, 1))
+    x = x.float()
+    out = torch.empty(n, dtype=torch.float32, device=x.device)
+    for s in range(0, n, chunk):
+        d2 = torch.cdist(x[s:s + chunk], x).square()
+        out[s:s + chunk] = (-d2 / (2 * std ** 2)).exp().sum(dim=1)
+    return out
+
+
+def sample_matches(warp: torch.Tensor, certainty: torch.Tensor, num: int = 10000, thresh: float = 0.05,
+                   balanced: bool = True, generator: torch.Generator | None = None,
+                   std: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Threshold-balanced sampling (spec §5) -> ((n, 4) matches, (n,) thresholded certainties), n <= num.
+
+    1. certainty > thresh is set to 1; 2. draw min(4·num, #px) candidates without replacement by certainty;
+    3. Gaussian KDE (std 0.1) on the 4-D matches; 4. weights 1/(density + 1), 1e-7 where density < 10;
+    5. draw min(num, #candidates) without replacement by those weights.
+    """
+    matches = warp.reshape(-1, 4)
+    cert = certainty.reshape(-1).float().clone()
+    cert[cert > thresh] = 1
+    positive = int((cert > 0).sum())
+    if positive == 0 or num <= 0:
+        return matches[:0], cert[:0]
+    n_cand = min((4 if balanced else 1) * num, positive)
+    idx = torch.multinomial(cert, n_cand, replacement=False, generator=generator)
+    good, good_cert = matches[idx], cert[idx]
+    if not balanced:
+        return good, good_cert
+    density = kde_density(good, std)
+    p = 1 / (density + 1)
+    p[density < 10] = 1e-7
+    sel = torch.multinomial(p, min(num, len(good)), replacement=False, generator=generator)
+    return good[sel], good_cert[sel]
+
+
+def match_keypoints(x_a: torch.Tensor, x_b: torch.Tensor, warp: torch.Tensor, certainty: torch.Tensor,
+                    max_dist: float = 0.005, cert_th: float = 0.0, symmetric: bool = False,
+                    chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mutual nearest neighbours between keypoints of A warped to B and keypoints of B (normalised coords).
+
+    `warp` (H, W, 4) and `certainty` (H, W); with ``symmetric=True`` a (H, 2W, 4) warp whose left (A->B) half
+    is used. Returns index tensors (ia, ib) of mutual NN pairs closer than `max_dist` with certainty > cert_th.
+    """
+    if symmetric:
+        w = warp.shape[1] // 2
+        warp, certainty = warp[:, :w], certainty[:, :w]
+    return _mnn(x_a, x_b, warp, certainty, max_dist, cert_th, chunk)
+
+
+def _mnn(x_a, x_b, warp, certainty, max_dist, cert_th, chunk):
+    grid = x_a[None, None].float()
+    to_b = F.grid_sample(warp[..., 2:].permute(2, 0, 1)[None].float(), grid, mode="bilinear",
+                         align_corners=False)[0, :, 0].T
+    cert = F.grid_sample(certainty[None, None].float(), grid, mode="bilinear", align_corners=False)[0, 0, 0]
+    xb = x_b.float()
+    na, nb = len(to_b), len(xb)
+    if na == 0 or nb == 0:
+        e = torch.zeros(0, dtype=torch.long, device=x_a.device)
+        return e, e
+    best_b = torch.empty(na, dtype=torch.long, device=xb.device)
+    best_d = torch.empty(na, device=xb.device)
+    col_min = torch.full((nb,), float("inf"), device=xb.device)
+    col_arg = torch.zeros(nb, dtype=torch.long, device=xb.device)
+    for s in range(0, na, chunk):
+        d = torch.cdist(to_b[s:s + chunk], xb)
+        best_d[s:s + chunk], best_b[s:s + chunk] = d.min(dim=1)
+        m, a = d.min(dim=0)
+        better = m < col_min
+        col_min[better], col_arg[better] = m[better], a[better] + s
+    ia = torch.arange(na, device=xb.device)
+    keep = (col_arg[best_b] == ia) & (best_d < max_dist) & (cert > cert_th)
+    return ia[keep], best_b[keep]
+
+
+def to_pixel_coordinates(coords: torch.Tensor, height: int, width: int, hloc: bool = False) -> torch.Tensor:
+    """Normalised (..., 2) -> pixels: x = W/2·(x+1) (top-left pixel centre at 0.5; with hloc=True at 0)."""
+    scale = torch.tensor([width / 2, height / 2], device=coords.device, dtype=torch.float32)
+    px = (coords.float() + 1) * scale
+    return px - 0.5 if hloc else px
+
+
+def to_normalized_coordinates(pixels: torch.Tensor, height: int, width: int, hloc: bool = False) -> torch.Tensor:
+    """Inverse of :func:`to_pixel_coordinates`."""
+    scale = torch.tensor([width / 2, height / 2], device=pixels.device, dtype=torch.float32)
+    return (pixels.float() + (0.5 if hloc else 0.0)) / scale - 1

