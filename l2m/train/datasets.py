@@ -1,0 +1,80 @@
+"""Training / held-back validation pair datasets for both stages, built from the data engine (l2m.data).
+
+`kind="synthetic"`: pairs generated on the fly from a folder of photos (l2m.data.synthetic.SyntheticPairs);
+every `len/val_images`-th photo is held back for validation (never seen in training) and rendered with another
+seed. `kind="folder"`: a folder written by pipelines/generate_data.py (FolderPairs); `val_folder` gives the held
+back set (else the last `val_images` samples are held back).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ..config import merge_conf
+
+default_conf: dict[str, Any] = {
+    "kind": "synthetic",        # synthetic | folder
+    "images": None,             # synthetic: folder of photos
+    "disparity_dir": None,      # synthetic: <stem>.npy/.png disparities (else the engine's pseudo-depth)
+    "folder": None,             # folder: generated dataset root
+    "val_folder": None,
+    "engine": {},               # l2m.data.engine conf (size, pose ranges, inpainter, relight, sky, ...)
+    "views_per_image": 4,
+    "val_images": 16,
+    "seed": 0,
+}
+
+# the keys the training steps use (drops names / optional warps so default_collate is cheap and uniform)
+KEYS = ("image_A", "image_B", "depth_A", "depth_B", "K_A", "K_B", "T_AtoB")
+
+
+class _Select(Dataset):
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.base[i]
+        return {k: item[k] for k in KEYS}
+
+
+def build_pair_datasets(conf: Mapping[str, Any] | None, resolution: tuple[int, int]) -> tuple[Dataset, Dataset]:
+    """(train, val) datasets of training dicts at `resolution` (H, W); see the module docstring."""
+    conf = merge_conf(default_conf, conf, "data")
+    from ..data.synthetic import FolderPairs, SyntheticPairs
+
+    if conf["kind"] == "synthetic":
+        if not conf["images"]:
+            raise ValueError("data.images is required for data.kind=synthetic (a folder of photos)")
+        from l2m_sfm.images import list_images
+        root = Path(conf["images"])
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.images={root} is not a folder of photos")
+        names, _ = list_images(root)
+        paths = [root / n for n in sorted(names)]
+        n_val = min(int(conf["val_images"]), max(len(paths) - 1, 0))
+        step = len(paths) / n_val if n_val else 0
+        val_set = {int(i * step) for i in range(n_val)}
+        train_p = [p for i, p in enumerate(paths) if i not in val_set]
+        val_p = [p for i, p in enumerate(paths) if i in val_set]
+        common = dict(disparity_dir=conf["disparity_dir"], conf=conf["engine"], resolution=tuple(resolution),
+                      image_root=root)
+        train = SyntheticPairs(train_p, views_per_image=conf["views_per_image"], seed=conf["seed"], **common)
+        val = SyntheticPairs(val_p or train_p[:1], views_per_image=1, seed=conf["seed"] + 7919, **common)
+    elif conf["kind"] == "folder":
+        if not conf["folder"]:
+            raise ValueError("data.folder is required for data.kind=folder (run pipelines/generate_data.py)")
+        full = FolderPairs(Path(conf["folder"]), resolution=tuple(resolution))
+        if conf["val_folder"]:
+            train, val = full, FolderPairs(Path(conf["val_folder"]), resolution=tuple(resolution))
+        else:
+            n_val = min(int(conf["val_images"]), len(full) - 1)
+            train, val = Subset(full, range(len(full) - n_val)), Subset(full, range(len(full) - n_val, len(full)))
+    else:
+        raise ValueError(f"data.kind must be 'synthetic' or 'folder', got {conf['kind']!r}")
+    return _Select(train), _Select(val)
