@@ -15,6 +15,7 @@ import numpy as np
 
 from l2m.config import merge_conf
 from l2m_sfm.matchers import PairMatches
+from l2m_sfm.sample_scene import load_depth
 
 default_conf = {
     "scene": None,  # directory holding gt/ and depth/ (required)
@@ -53,7 +54,7 @@ class GTMatcher:
             path = self.root / "depth" / (Path(name).with_suffix("").as_posix() + ".npz")
             if not path.exists():
                 raise FileNotFoundError(f"gt_matcher: depth map {path} is missing")
-            self._depth[name] = np.load(path)["depth"].astype(np.float32)
+            self._depth[name] = load_depth(path).astype(np.float64)
         cam = self.model.cameras[image.camera_id]
         pose = image.cam_from_world().matrix()
         return cam.calibration_matrix(), pose[:, :3], pose[:, 3], self._depth[name]
@@ -145,9 +146,12 @@ def _depth_at(depth: np.ndarray, xy: np.ndarray) -> np.ndarray:
     n = np.stack([depth[y0, x0], depth[y0, x0 + 1], depth[y0 + 1, x0], depth[y0 + 1, x0 + 1]], -1)
     wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
     lo, hi = n.min(-1), n.max(-1)
-    ok = (lo > 0) & (hi < lo * 1.02)  # all four valid and on one surface
-    # inverse depth is affine in pixels on a plane, so interpolate it rather than depth
-    inv = (wts / np.where(n > 0, n, 1.0)).sum(-1)
+    # inverse depth is affine in pixels on a plane, so interpolate it rather than depth; four neighbours on
+    # one plane have no "twist" (i00 + i11 = i01 + i10): this rejects pixels next to creases and edges
+    i = 1.0 / np.where(n > 0, n, 1.0)
+    twist = np.abs(i[:, 0] + i[:, 3] - i[:, 1] - i[:, 2])
+    ok = (lo > 0) & (hi < lo * 1.05) & (twist < 2e-4 * i.mean(-1))
+    inv = (wts * i).sum(-1)
     return np.where(ok, 1.0 / np.maximum(inv, 1e-12), 0.0)
 
 

@@ -1,0 +1,392 @@
+"""Images in, COLMAP model out: list images -> pairs -> matching -> database -> verification -> mapping.
+
+    python -m l2m_sfm.reconstruct --images DIR [--output OUT] [--pairs exhaustive|sequential:N|retrieval:K|file:PATH]
+        [--matcher NAME] [--mapper incremental|global] [--camera-mode auto|single|per-folder|per-image]
+        [--camera-model SIMPLE_RADIAL] [--intrinsics fx,fy,cx,cy] [--device cpu|cuda] [--overwrite] [key=value ...]
+
+Outputs in OUT (default outputs/<name of DIR>): pairs.txt, features.h5, matches.h5, database.db,
+sfm/ (binary model) + sfm/text/ (text model), report.json, config.json, matches/*.jpg, colmap.log.*.
+Resume: matching skips pairs already in matches.h5; the database is rebuilt from the HDF5 files unless a
+complete database.db is newer than them; mapping is skipped when sfm/ is newer than the database.
+--overwrite redoes everything. A run that reconstructs nothing exits with status 2 and leaves its
+diagnostics (verified pairs, keypoints per image) in report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
+from l2m_sfm import colmap
+
+# Best baseline on ../shared/data/strecha (see benchmarks/sfm_smoke.py and the README); replaced by the
+# shipped L2M variant once it is trained.
+DEFAULT_MATCHER = "sift"
+EXHAUSTIVE_MAX_IMAGES = 30  # above this, the default pairing is retrieval:20
+
+default_conf: dict[str, Any] = {
+    "pairs": None,  # 'exhaustive' | 'sequential:N' | 'retrieval:K' | 'file:PATH'; None: exhaustive up to 30 images
+    "matcher": {"name": None, "conf": {}},  # None: DEFAULT_MATCHER; conf goes to the matcher factory
+    "matching": {},  # options of l2m_sfm.match_features / l2m_sfm.match_dense (their own conf keys)
+    "camera": {"mode": "auto", "model": "SIMPLE_RADIAL", "intrinsics": None},
+    "min_match_score": None,
+    "verification": {},  # pycolmap.TwoViewGeometryOptions keys (nested dicts)
+    "mapper": {"type": "incremental", "options": {}},  # options: Incremental/GlobalPipelineOptions keys
+    "device": "cpu",
+    "num_match_images": 4,  # pictures of matches written to OUT/matches/
+    "verbose": False,  # COLMAP log on the console too
+}
+
+
+class ReconstructionError(RuntimeError):
+    """The pipeline ran but produced no model; the message says why and what to try."""
+
+
+def resolve_conf(conf: dict[str, Any] | None, num_images: int) -> dict[str, Any]:
+    """Merge user conf into the defaults and fill the automatic choices (pairs, matcher)."""
+    conf = merge_conf(default_conf, conf, "reconstruct")
+    if conf["pairs"] is None:
+        conf["pairs"] = "exhaustive" if num_images <= EXHAUSTIVE_MAX_IMAGES else "retrieval:20"
+    if conf["matcher"]["name"] is None:
+        conf["matcher"]["name"] = DEFAULT_MATCHER
+    if conf["mapper"]["type"] not in ("incremental", "global"):
+        raise ConfigError(f"mapper {conf['mapper']['type']!r}: use incremental or global")
+    if conf["camera"]["mode"] not in colmap.CAMERA_MODES:
+        raise ConfigError(f"camera mode {conf['camera']['mode']!r}: use one of {', '.join(colmap.CAMERA_MODES)}")
+    return conf
+
+
+class StageTimer:
+    """Seconds per named stage, printed as each stage ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str, quiet: bool = False) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        if not quiet:
+            print(f"[{name}] {self.seconds[name]:.1f} s", flush=True)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide the result."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("l2m-sfm", "pycolmap", "torch", "numpy", "h5py", "kornia", "opencv-python-headless"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _same_run(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose change makes earlier matches unusable."""
+    keys = ("pairs", "matcher", "matching")
+    return [k for k in keys if json.dumps(old.get(k), sort_keys=True) != json.dumps(new.get(k), sort_keys=True)]
+
+
+def _newer(path: Path, *others: Path) -> bool:
+    return path.exists() and all(not o.exists() or path.stat().st_mtime >= o.stat().st_mtime for o in others)
+
+
+def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_path: Path,
+                 features_path: Path, matches_path: Path, overwrite: bool) -> dict[str, Any]:
+    """Match every pair with the configured matcher (dense or sparse path); resumes per pair."""
+    from l2m_sfm.matchers import get_matcher
+
+    matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], conf["device"])
+    if getattr(matcher, "dense", False):
+        from l2m_sfm import match_dense
+
+        stats = match_dense.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
+                                 matches_path, overwrite=overwrite, progress=True)
+    else:
+        from l2m_sfm import match_features
+
+        stats = match_features.main(dict(conf["matching"], matcher=matcher), image_dir, names, pairs_path,
+                                    features_path, matches_path, overwrite=overwrite, progress=True)
+    stats = dict(stats or {})
+    stats["dense"] = bool(getattr(matcher, "dense", False))
+    return stats
+
+
+def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pairs: list[tuple[str, str]],
+                   pairs_path: Path, features_path: Path, matches_path: Path, database: Path
+                   ) -> dict[str, Any]:
+    """Fresh database from the HDF5 files (written to a temp name, renamed when verified)."""
+    from l2m_sfm.images import image_size
+
+    tmp = database.with_name(database.name + ".tmp")
+    sizes = {n: image_size(image_dir / n) for n in names}
+    cam = conf["camera"]
+    ids = colmap.create_database(tmp, image_dir, names, sizes, cam["mode"], cam["model"], cam["intrinsics"])
+    keypoints = colmap.import_features(tmp, ids, features_path)
+    match_stats = colmap.import_matches(tmp, ids, pairs, matches_path, conf["min_match_score"])
+    colmap.verify_matches(tmp, pairs_path, conf["verification"])
+    stats = colmap.verified_pair_stats(tmp)
+    os.replace(tmp, database)
+    return {"keypoints_per_image": keypoints, "imported_matches": match_stats, **stats}
+
+
+def color_points(reconstruction: Any, image_dir: Path) -> None:
+    """Colour 3D points from the images as l2m_sfm reads them (EXIF orientation applied, unlike COLMAP)."""
+    from l2m_sfm.images import ImageReadError, read_image
+
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    for image_id in reconstruction.reg_image_ids():
+        image = reconstruction.images[image_id]
+        try:
+            rgb = read_image(image_dir / image.name)
+        except ImageReadError:
+            continue
+        h, w = rgb.shape[:2]
+        for p in image.points2D:
+            if p.has_point3D():
+                x = min(max(int(p.xy[0]), 0), w - 1)  # COLMAP convention: pixel (i, j) covers [i, i+1)
+                y = min(max(int(p.xy[1]), 0), h - 1)
+                sums[p.point3D_id] = sums.get(p.point3D_id, 0) + rgb[y, x].astype(np.float64)
+                counts[p.point3D_id] = counts.get(p.point3D_id, 0) + 1
+    for pid, total in sums.items():
+        reconstruction.points3D[pid].color = np.round(total / counts[pid]).astype(np.uint8)
+
+
+def draw_match_pictures(image_dir: Path, pairs: list[tuple[str, str]], features_path: Path,
+                        matches_path: Path, output: Path, count: int) -> list[str]:
+    """JPEG pictures of the matches of the `count` pairs with most matches (from the HDF5 files)."""
+    import cv2
+
+    from l2m.viz import draw_matches
+    from l2m_sfm.h5io import H5LookupError, read_keypoints, read_matches
+    from l2m_sfm.images import ImageReadError, read_image
+
+    if count <= 0:
+        return []
+    found = []
+    for a, b in pairs:
+        try:
+            m, _ = read_matches(matches_path, a, b)
+        except H5LookupError:
+            continue
+        found.append((len(m), a, b, m))
+    found.sort(key=lambda x: -x[0])
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for n, a, b, m in found[:count]:
+        try:
+            ka, kb = read_keypoints(features_path, a), read_keypoints(features_path, b)
+            pic = draw_matches(read_image(image_dir / a), read_image(image_dir / b), ka[m[:, 0]], kb[m[:, 1]])
+        except (H5LookupError, ImageReadError):
+            continue
+        path = output / f"{Path(a).stem}__{Path(b).stem}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        written.append(path.name)
+    return written
+
+
+def _failure_message(report: dict[str, Any]) -> str:
+    db = report.get("database", {})
+    kps = list(db.get("keypoints_per_image", {}).values())
+    kp_text = f"keypoints per image min {min(kps)} / median {int(np.median(kps))}" if kps else "no keypoints"
+    return (f"No model could be reconstructed from {report['images']['found']} images: "
+            f"{db.get('verified_pairs', 0)} of {db.get('matched_pairs', 0)} matched pairs passed geometric "
+            f"verification (median {db.get('inliers_per_pair_median', 0):.0f} inliers), {kp_text}. "
+            "Try: exhaustive pairs (--pairs exhaustive), another --matcher, --camera-mode single when one "
+            "camera took all photos, --intrinsics if you know them, and check that the photos overlap. "
+            "Diagnostics are in report.json.")
+
+
+def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: bool = False) -> Path:
+    """Reconstruct the images of `image_dir` into `output`; returns OUT/sfm. Raises ReconstructionError."""
+    from l2m_sfm import pairs as pairs_mod
+    from l2m_sfm.images import format_listing, list_images
+
+    image_dir, output = Path(image_dir), Path(output)
+    timer = StageTimer()
+    with timer("list images"):
+        names, skipped = list_images(image_dir)
+    for name, reason in skipped:
+        print(f"  skipped {name}: {reason}", file=sys.stderr)
+    if len(names) < 2:
+        detail = f" ({len(skipped)} files skipped, see above)" if skipped else ""
+        raise ReconstructionError(f"{image_dir} holds {len(names)} readable image(s){detail}; SfM needs at least "
+                                  "2 overlapping photos (jpg, png, tif, webp, bmp)")
+    conf = resolve_conf(conf, len(names))
+    if overwrite and output.exists():
+        for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", "sfm", "report.json", "matches"):
+            p = output / item
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    output.mkdir(parents=True, exist_ok=True)
+    old_conf_path = output / "config.json"
+    if old_conf_path.exists() and not overwrite:
+        changed = _same_run(json.loads(old_conf_path.read_text()), conf)
+        if changed:
+            raise ConfigError(f"{output} holds results made with a different {', '.join(changed)}; "
+                              "use --overwrite to redo them or choose another --output")
+    write_conf(conf, old_conf_path)
+    pairs_path, features_path = output / "pairs.txt", output / "features.h5"
+    matches_path, database = output / "matches.h5", output / "database.db"
+    report: dict[str, Any] = {
+        "images": {"root": str(image_dir), "found": len(names), "skipped": [
+            {"name": n, "reason": r} for n, r in skipped]},
+        "config": conf, "versions": package_versions(), "seconds": timer.seconds,
+    }
+    print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
+
+    with timer("pairs"):
+        reuse = pairs_path.exists()
+        if reuse:
+            try:
+                pairs = pairs_mod.parse_pairs(pairs_path, names)
+            except pairs_mod.PairFileError:
+                reuse = False
+        if not reuse:
+            pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
+            pairs = pairs_mod.parse_pairs(pairs_path, names)
+    report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "reused_file": reuse}
+
+    with timer("matching"):
+        report["matching"] = run_matching(conf, image_dir, names, pairs_path, features_path, matches_path,
+                                          overwrite)
+    log_prefix = output / "colmap.log."
+    with colmap.colmap_logging(log_prefix, conf["verbose"]):
+        fresh_db = not _newer(database, features_path, matches_path, pairs_path)
+        with timer("database + verification"):
+            if fresh_db:
+                report["database"] = build_database(conf, image_dir, names, pairs, pairs_path, features_path,
+                                                    matches_path, database)
+            else:
+                prev = _read_json(output / "report.json").get("database")
+                report["database"] = prev or colmap.verified_pair_stats(database)
+        report["database"]["rebuilt"] = fresh_db
+        sfm_dir = output / "sfm"
+        with timer("mapping"):
+            if not fresh_db and _newer(sfm_dir / "images.bin", database):
+                import pycolmap
+
+                model, models = pycolmap.Reconstruction(str(sfm_dir)), _read_json(output / "report.json").get(
+                    "models", [])
+                report["mapping_reused"] = True
+            else:
+                model, models = _map(conf, database, image_dir, output, len(names))
+    report["models"] = models
+    if model is None or model.num_reg_images() < 2:
+        report["model"] = None
+        report["error"] = _failure_message(report)
+        _write_report(report, output)
+        raise ReconstructionError(report["error"])
+    with timer("write model"):
+        if not report.get("mapping_reused"):
+            color_points(model, image_dir)
+            colmap.write_model(model, sfm_dir)
+        report["model"] = colmap.model_stats(model)
+        report["model"]["unregistered_names"] = sorted(set(names) - set(report["model"]["registered_names"]))
+        report["match_pictures"] = draw_match_pictures(image_dir, pairs, features_path, matches_path,
+                                                       output / "matches", conf["num_match_images"])
+    _write_report(report, output)
+    m = report["model"]
+    print(f"Registered {m['registered']}/{len(names)} images, {m['points3D']} points, mean track length "
+          f"{m['mean_track_length']:.2f}, mean reprojection error {m['mean_reprojection_error_px']:.3f} px -> {sfm_dir}")
+    return sfm_dir
+
+
+def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, num_images: int):
+    from tqdm import tqdm
+
+    options = colmap.deep_update({"extract_colors": False} if conf["mapper"]["type"] == "incremental" else {},
+                                 conf["mapper"]["options"])
+    with tqdm(total=num_images, desc=f"{conf['mapper']['type']} mapping", unit="img") as bar:
+        model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", conf["mapper"]["type"],
+                                           options, progress=bar)
+    shutil.rmtree(output / "sfm.models", ignore_errors=True)
+    return model, models
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_report(report: dict[str, Any], output: Path) -> None:
+    from l2m_sfm.evaluate import to_json
+
+    write_conf(to_json(report), output / "report.json")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Reconstruct a folder of photos into a COLMAP model.",
+                                     epilog="Extra key=value arguments override the configuration, e.g. "
+                                            "verification.ransac.max_error=2 mapper.options.num_threads=4")
+    parser.add_argument("--images", type=Path, required=True, help="folder of photos (searched recursively)")
+    parser.add_argument("--output", type=Path, help="output folder (default outputs/<name of the image folder>)")
+    parser.add_argument("--pairs", help="exhaustive | sequential:N | retrieval:K | file:PATH "
+                                        f"(default: exhaustive up to {EXHAUSTIVE_MAX_IMAGES} images, else retrieval:20)")
+    parser.add_argument("--matcher", help=f"matcher name (default {DEFAULT_MATCHER}); see l2m_sfm.matchers")
+    parser.add_argument("--variant", help="L2M model variant (L2M matchers only)")
+    parser.add_argument("--weights", type=Path, help="L2M checkpoint file (L2M matchers only)")
+    parser.add_argument("--mapper", choices=("incremental", "global"))
+    parser.add_argument("--camera-mode", choices=colmap.CAMERA_MODES)
+    parser.add_argument("--camera-model", help="COLMAP camera model (default SIMPLE_RADIAL)")
+    parser.add_argument("--intrinsics", help="known intrinsics 'fx,fy,cx,cy' (pixels, COLMAP convention)")
+    parser.add_argument("--device", help="cpu or cuda")
+    parser.add_argument("--overwrite", action="store_true", help="recompute everything")
+    parser.add_argument("--verbose", action="store_true", help="show COLMAP's log on the console")
+    parser.add_argument("overrides", nargs="*", help="key=value configuration overrides")
+    return parser.parse_args(argv)
+
+
+def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags + key=value overrides -> a reconstruct conf (flags win)."""
+    conf = parse_overrides(args.overrides)
+    if args.pairs:
+        conf["pairs"] = args.pairs
+    matcher = conf.setdefault("matcher", {})
+    if args.matcher:
+        matcher["name"] = args.matcher
+    if args.variant:
+        matcher.setdefault("conf", {})["variant"] = args.variant
+    if args.weights:
+        matcher.setdefault("conf", {})["weights"] = str(args.weights)
+    if args.mapper:
+        conf.setdefault("mapper", {})["type"] = args.mapper
+    camera = conf.setdefault("camera", {})
+    for key, value in (("mode", args.camera_mode), ("model", args.camera_model), ("intrinsics", args.intrinsics)):
+        if value:
+            camera[key] = value
+    if args.device:
+        conf["device"] = args.device
+    if args.verbose:
+        conf["verbose"] = True
+    return conf
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = args.output or Path("outputs") / args.images.resolve().name
+    try:
+        main(conf_from_args(args), args.images, output, overwrite=args.overwrite)
+    except (ReconstructionError, ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

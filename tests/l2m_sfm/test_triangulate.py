@@ -1,0 +1,69 @@
+"""Known-pose triangulation: exact tracks give points on the GT surfaces; wrong matches are rejected."""
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pycolmap
+import pytest
+
+from l2m_sfm import triangulate
+from l2m_sfm.gt_matcher import GTMatcher
+from l2m_sfm.pairs import pairs_exhaustive, write_pairs
+
+SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "toybox"
+
+
+@pytest.fixture(scope="module")
+def triangulated(tmp_path_factory):
+    if not SAMPLE.exists():
+        pytest.skip(f"sample scene {SAMPLE} missing")
+    out = tmp_path_factory.mktemp("tri")
+    names = sorted(p.name for p in (SAMPLE / "images").iterdir())
+    pairs = pairs_exhaustive(names)
+    write_pairs(pairs, out / "pairs.txt")
+    matcher = GTMatcher({"scene": SAMPLE})
+    matcher.write_tracks(out / "features.h5", out / "matches.h5", pairs, step=24)
+    # corrupt one pair: shuffle its matches, they must not become points
+    with h5py.File(out / "matches.h5", "a") as f:
+        g = f["view_00.jpg"]["view_07.jpg"]
+        m0 = np.asarray(g["matches0"])
+        valid = np.flatnonzero(m0 >= 0)
+        m0[valid] = np.random.default_rng(0).permutation(m0[valid])
+        g["matches0"][...] = m0
+    sfm = triangulate.main({}, SAMPLE / "gt", out / "features.h5", out / "matches.h5", out / "pairs.txt",
+                           out / "run", image_dir=SAMPLE / "images")
+    return sfm, matcher
+
+
+def test_points_lie_on_the_scene(triangulated):
+    sfm, matcher = triangulated
+    model = pycolmap.Reconstruction(str(sfm))
+    assert model.num_points3D() > 800
+    assert model.compute_mean_reprojection_error() < 0.05
+    assert model.compute_mean_track_length() > 3
+    # every point re-projects onto its observations in a GT image whose depth agrees with it
+    pts = np.array([p.xyz for p in model.points3D.values()])
+    xy, visible = matcher.project("view_03.jpg", pts)
+    assert visible.mean() > 0.5
+    gt = pycolmap.Reconstruction(str(SAMPLE / "gt"))
+    for image in gt.images.values():  # poses unchanged
+        est = model.find_image_with_name(image.name)
+        np.testing.assert_allclose(est.cam_from_world().matrix(), image.cam_from_world().matrix(), atol=1e-9)
+
+
+def test_shuffled_pair_is_rejected(triangulated):
+    sfm, _ = triangulated
+    stats = (sfm.parent / "triangulation.json").read_text()
+    import json
+
+    s = json.loads(stats)["stats"]
+    assert s["pairs"] == 28 and s["inliers"] < s["matches"]
+    with pycolmap.Database.open(str(sfm.parent / "database.db")) as db:
+        a = db.read_image_with_name("view_00.jpg").image_id
+        b = db.read_image_with_name("view_07.jpg").image_id
+        tvg = db.read_two_view_geometry(a, b)
+        n = db.read_matches(a, b).shape[0]
+        assert tvg.config == pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+        assert len(tvg.inlier_matches) < 0.1 * n  # random matches rarely satisfy the epipolar constraint
+        c = db.read_image_with_name("view_01.jpg").image_id
+        assert len(db.read_two_view_geometry(a, c).inlier_matches) == db.read_matches(a, c).shape[0]
