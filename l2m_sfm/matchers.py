@@ -44,6 +44,7 @@ MATCHERS: dict[str, str] = {
     "disk+lightglue": "l2m_sfm.baselines:build_disk_lightglue",
     "aliked+lightglue": "l2m_sfm.baselines:build_aliked_lightglue",
     "xfeat+lighterglue": "l2m_sfm.baselines:build_xfeat_lighterglue",
+    "gt": "l2m_sfm.gt_matcher:build_gt_matcher",  # exact matches of a scene with depth + GT (tests, demo)
     "l2m-tiny": "l2m_sfm.l2m_matcher:build_l2m_tiny",
     "l2m-vitb": "l2m_sfm.l2m_matcher:build_l2m_vitb",
     "l2m++": "l2m_sfm.l2m_matcher:build_l2m_pp",
