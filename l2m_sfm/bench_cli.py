@@ -20,7 +20,7 @@ from l2m.config import parse_overrides
 from l2m_sfm.bench_datasets import BenchPair
 from l2m_sfm.bench_run import (evaluate_cache, format_table, match_to_cache, pair_in_frame, pair_rng,
                                protocol_line, read_resized, summarize, summary_record, write_results)
-from l2m_sfm.benchmark_io import PredictionCache, package_versions, write_json
+from l2m_sfm.benchmark_io import PredictionCache, file_slug, package_versions, write_json
 from l2m_sfm.relpose import PRESETS, Protocol, estimate_relative_pose, get_protocol, select_indices
 
 BASELINES = ("sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue")
@@ -76,8 +76,12 @@ def _resolved_conf(matcher: Any, conf: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: list[BenchPair],
                  resolve_images: Callable[[list[BenchPair]], Mapping[str, Path]],
-                 extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Match (cached), evaluate, write JSON and plots for every --matchers entry; returns the summaries."""
+                 extra: Mapping[str, Any] | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Match (cached), evaluate, write JSON and plots for every --matchers entry.
+
+    Returns (summary records, matcher -> per-pair records).
+    """
     protocol = get_protocol(args.protocol, dataset, parse_overrides(args.protocol_conf))
     if args.limit is not None:
         pairs = pairs[:args.limit]
@@ -88,7 +92,7 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
         for name, conf in confs.items():
             print(f"  matcher {name}: conf {conf}")
         print("dry run: index parsed, protocol resolved; nothing matched or written")
-        return []
+        return [], {}
     try:
         import torch
         torch.set_num_threads(max(1, args.threads))
@@ -103,8 +107,11 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
         if args.eval_only:
             missing = cache.missing([(p.name0, p.name1) for p in pairs])
             if missing:
+                others = sorted(p.name for p in cache.path.parent.glob(f"*_{file_slug(name)}_*.h5") if p != cache.path)
+                hint = (f"; caches of {name} with other resize rules / confs: {others} (reuse one with "
+                        f"--protocol-conf resize=<its rule>)" if others else "")
                 raise SystemExit(f"--eval-only: {len(missing)} pairs of {name} are not in {cache.path} "
-                                 f"(first: {missing[0]}); run without --eval-only to match them")
+                                 f"(first: {missing[0]}); run without --eval-only to match them{hint}")
         else:
             holder: dict[str, Any] = {}
 
@@ -133,13 +140,14 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
                 "versions": package_versions(), "table": table.splitlines(), "results": rows},
                out / f"results_{protocol.name}.json")
     if not args.no_plots and rows:
-        write_plots(out / "plots", benchmark, protocol, runs, caches, pairs, image_paths, args.num_worst)
-    return rows
+        write_plots(out / "plots", benchmark, protocol, runs, caches, pairs, image_paths, args.num_worst,
+                    args.seed)
+    return rows, runs
 
 
 def write_plots(plot_dir: Path, benchmark: str, protocol: Protocol, runs: Mapping[str, list[dict[str, Any]]],
                 caches: Mapping[str, PredictionCache], pairs: list[BenchPair],
-                image_paths: Mapping[str, Path] | None, num_worst: int) -> list[Path]:
+                image_paths: Mapping[str, Path] | None, num_worst: int, seed: int = 0) -> list[Path]:
     """Recall curves + error scatter of all matchers, and worst-pair match images (if images are at hand)."""
     from l2m_sfm import bench_plots
 
@@ -158,7 +166,7 @@ def write_plots(plot_dir: Path, benchmark: str, protocol: Protocol, runs: Mappin
             keep = select_indices(cached.scores, protocol)
             k0, k1, K0, K1 = pair_in_frame(pair, cached, protocol)
             est = estimate_relative_pose(k0[keep], k1[keep], K0, K1, protocol,
-                                         pair_rng(0, pair.name0, pair.name1))
+                                         pair_rng(seed, pair.name0, pair.name1))
             im0 = read_resized(image_paths[pair.name0], protocol.resize)[0]
             im1 = read_resized(image_paths[pair.name1], protocol.resize)[0]
             inliers = est[2] if est is not None else np.zeros(len(keep), bool)

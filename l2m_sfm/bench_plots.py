@@ -42,23 +42,35 @@ def recall_curve(errors: np.ndarray, max_error: float, num: int = 400) -> tuple[
     return x, np.searchsorted(e, x, side="left") / max(len(e), 1)
 
 
-def plot_recall_curves(runs: Mapping[str, Records], path: Path, max_error: float = 20.0, title: str = "") -> Path:
-    """One recall-vs-pose-error curve per matcher on one figure, AUC@5/10/20 (%) in the legend."""
+def plot_recall_curves(runs: Mapping[str, Records], path: Path, max_error: float = 20.0, title: str = "",
+                       log_range: tuple[float, float] = (0.01, 180.0)) -> Path:
+    """Recall-vs-pose-error curves of all matchers on one figure: linear 0..max_error (the AUC range, AUC@5/10/20
+    in the legend) and a log-error panel that separates near-saturated methods."""
     from l2m_sfm.metrics import pose_auc
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label, records in runs.items():
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    for i, (label, records) in enumerate(runs.items()):
         errors = trial_errors(records)
-        x, y = recall_curve(errors, max_error)
         auc = pose_auc(errors, (5, 10, 20))
-        ax.plot(x, 100 * y, lw=1.8, label=f"{label} ({' / '.join(f'{100 * a:.1f}' for a in auc)})")
+        x, y = recall_curve(errors, max_error)
+        axes[0].plot(x, 100 * y, lw=1.8, color=f"C{i % 10}",
+                     label=f"{label} ({' / '.join(f'{100 * a:.1f}' for a in auc)})")
+        xl = np.geomspace(*log_range, 400)
+        e = np.sort(np.nan_to_num(errors, nan=np.inf))
+        axes[1].plot(xl, 100 * np.searchsorted(e, xl, side="left") / max(len(e), 1), lw=1.8, color=f"C{i % 10}",
+                     label=label)
     for t in (5, 10, 20):
-        if t <= max_error:
+        for ax in axes:
             ax.axvline(t, color="0.85", lw=0.8, zorder=0)
-    ax.set(xlabel="pose error max(e_R, e_t) [deg]", ylabel="recall [% of pairs x trials]", xlim=(0, max_error),
-           ylim=(0, 101), title=title)
-    ax.legend(title="matcher (AUC@5/10/20 %)", fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
+    axes[0].set(xlabel="pose error max(e_R, e_t) [deg]", ylabel="recall [% of pairs x trials]",
+                xlim=(0, max_error), ylim=(0, 101))
+    axes[0].legend(title="matcher (AUC@5/10/20 %)", fontsize=8, loc="lower right")
+    axes[1].set_xscale("log")
+    axes[1].set(xlabel="pose error [deg], log scale", xlim=log_range, ylim=(0, 101))
+    axes[1].legend(fontsize=8, loc="upper left")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 

@@ -90,7 +90,8 @@ def conf_hash(obj: Any, n: int = 8) -> str:
     return hashlib.sha1(json.dumps(_jsonable(obj), sort_keys=True).encode()).hexdigest()[:n]
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """A name safe in file names (letters, digits, . + -)."""
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
 
 
@@ -123,7 +124,7 @@ class PredictionCache:
                     resize: str) -> "PredictionCache":
         """The cache file of this (dataset, matcher, conf, resize) under `root`."""
         h = conf_hash({"matcher": matcher, "conf": matcher_conf, "resize": resize})
-        name = f"{_slug(dataset)}_{_slug(matcher)}_{_slug(resize)}_{h}.h5"
+        name = f"{file_slug(dataset)}_{file_slug(matcher)}_{file_slug(resize)}_{h}.h5"
         return cls(Path(root) / name, dataset, matcher, matcher_conf, resize)
 
     def _check_meta(self) -> None:

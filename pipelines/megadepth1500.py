@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
     args = parse_args(argv)
     try:
         meta = args.meta if args.meta is not None else find_meta_dir(args.data_root, MEGADEPTH_LIST,

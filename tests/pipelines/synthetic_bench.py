@@ -1,0 +1,107 @@
+"""Synthetic benchmark data for the pipeline tests: cameras with known poses looking at random 3D points,
+noise images of the right sizes written in the MegaDepth / ScanNet / scene layouts, and an oracle matcher
+that returns the true projections (plus optional noise and outliers) in pixels of the images it is given.
+"""
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from l2m_sfm.matchers import PairMatches
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_script(name: str):
+    """Import pipelines/<name>.py as a module (pipelines are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"pipeline_{name}", REPO / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def look_at(center: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """4x4 world-to-camera pose of a camera at `center` looking at `target` (y down)."""
+    z = target - center
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0.0, -1.0, 0.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, -R @ center
+    return T
+
+
+class World:
+    """Random points and posed pinhole cameras; K in the COLMAP convention (pixel centres at +0.5)."""
+
+    def __init__(self, sizes: list[tuple[int, int]], seed: int = 0, num_points: int = 1500):
+        rng = np.random.default_rng(seed)
+        self.points = rng.uniform([-2.5, -1.8, -1.0], [2.5, 1.8, 1.0], (num_points, 3))
+        self.cams = []
+        for i, (w, h) in enumerate(sizes):
+            angle = np.radians(-24 + 48 * i / max(len(sizes) - 1, 1))
+            center = np.array([7 * np.sin(angle), rng.uniform(-0.6, 0.6), -7 * np.cos(angle)])
+            f = 0.9 * max(w, h) * rng.uniform(0.9, 1.1)
+            K = np.array([[f, 0, w / 2 + rng.uniform(-3, 3)], [0, f * 1.002, h / 2 + rng.uniform(-3, 3)], [0, 0, 1]])
+            self.cams.append((K, look_at(center, rng.normal(0, 0.2, 3)), (w, h)))
+
+    def project(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(hloc-convention pixels in image i at its original size, visibility mask)."""
+        K, T, (w, h) = self.cams[i]
+        Xc = self.points @ T[:3, :3].T + T[:3, 3]
+        uv = Xc @ K.T
+        xy = uv[:, :2] / uv[:, 2:] - 0.5
+        ok = (Xc[:, 2] > 0.1) & (xy[:, 0] > 0) & (xy[:, 0] < w - 1) & (xy[:, 1] > 0) & (xy[:, 1] < h - 1)
+        return xy, ok
+
+    def write_image(self, i: int, path: Path) -> Path:
+        """A random-texture JPEG of camera i's size (content is irrelevant for the oracle matcher)."""
+        w, h = self.cams[i][2]
+        img = np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), img)
+        return path
+
+
+class OracleMatcher:
+    """PairMatcher returning true correspondences (name -> camera index), in pixels of the given images."""
+
+    dense = False
+
+    def __init__(self, world: World, index: dict[str, int], noise: float = 0.0, outliers: float = 0.0,
+                 name: str = "oracle"):
+        self.world, self.index, self.noise, self.outliers, self.name = world, index, noise, outliers, name
+        self.conf = {"noise": noise, "outliers": outliers}
+        self.calls = 0
+
+    def match_pair(self, image0, image1, name0=None, name1=None) -> PairMatches:
+        self.calls += 1
+        i, j = self.index[name0], self.index[name1]
+        (x0, ok0), (x1, ok1) = self.world.project(i), self.world.project(j)
+        ok = ok0 & ok1
+        out = []
+        for x, cam, image in ((x0[ok], self.world.cams[i], image0), (x1[ok], self.world.cams[j], image1)):
+            (w, h), (gw, gh) = cam[2], (image.shape[1], image.shape[0])
+            out.append((x + 0.5) * [gw / w, gh / h] - 0.5)  # original frame -> the given image's frame
+        rng = np.random.default_rng(zlib.crc32(f"{name0}{name1}".encode()))
+        k0, k1 = (k + rng.normal(0, self.noise, k.shape) for k in out)
+        n_out = int(self.outliers * len(k1))
+        k1[:n_out] = rng.uniform(0, [image1.shape[1], image1.shape[0]], (n_out, 2))
+        scores = rng.uniform(0.5, 1.0, len(k0)).astype(np.float32)
+        return PairMatches(k0.astype(np.float32), k1.astype(np.float32), scores)
+
+
+def install_oracle(monkeypatch, matcher: OracleMatcher, name: str = "oracle") -> None:
+    """Register `matcher` under `name` for get_matcher (and the CLI choices) for one test."""
+    import l2m_sfm.matchers as matchers
+
+    monkeypatch.setitem(matchers.MATCHERS, name, "tests:oracle")
+    real = matchers.get_matcher
+    monkeypatch.setattr(matchers, "get_matcher",
+                        lambda n, conf=None, device="cpu": matcher if n == name else real(n, conf, device))
