@@ -57,6 +57,8 @@ default_conf: dict[str, Any] = {
     "sync_bn": False,         # convert BatchNorm to SyncBatchNorm under DDP (CUDA)
     "find_unused_parameters": False,
     "tensorboard": True,
+    "stop_at_step": None,     # leave the loop (after checkpointing) at this step: staged / interrupted runs
+    "max_minutes": None,      # leave the loop (after checkpointing) after this wall time; resume continues
 }
 
 CKPT_RE = re.compile(r"^checkpoint_(\d{8})\.pt$")
@@ -281,6 +283,7 @@ def train(task, conf: Mapping[str, Any], resume: bool = False) -> Path:
     if step == 0 and remaining > 0:
         run_val(0)
     model.train()
+    t_start = time.time()
     acc: dict[str, float] = {}
     n_acc, t0 = 0, time.time()
     amp_ctx = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else nullcontext
@@ -320,6 +323,12 @@ def train(task, conf: Mapping[str, Any], resume: bool = False) -> Path:
             _checkpoint(out, model, opt, sched, scaler, step, conf, is_main, conf["keep_checkpoints"])
         if conf["val_every"] and (step % conf["val_every"] == 0 or step == conf["steps"]):
             run_val(step)
+        if _should_stop(conf, step, t_start):
+            if step % conf["checkpoint_every"] and step != conf["steps"]:
+                _checkpoint(out, model, opt, sched, scaler, step, conf, is_main, conf["keep_checkpoints"])
+            if is_main:
+                print(f"[train] stopping at step {step} (stop_at_step / max_minutes); resume to continue", flush=True)
+            break
     if writer is not None:
         writer.close()
     if dist.is_initialized():
@@ -345,6 +354,14 @@ def _checkpoint(out: Path, model, opt, sched, scaler, step: int, conf: dict, is_
         old = sorted(p for p in out.glob("checkpoint_*.pt") if CKPT_RE.match(p.name))[:-keep]
         for p in old:
             p.unlink(missing_ok=True)
+
+
+def _should_stop(conf: dict, step: int, t_start: float) -> bool:
+    stop = conf["stop_at_step"] is not None and step >= conf["stop_at_step"]
+    if conf["max_minutes"] is not None:
+        elapsed = torch.tensor([time.time() - t_start > 60 * conf["max_minutes"]], dtype=torch.float64)
+        stop |= bool(_all_reduce_sum(elapsed) > 0)  # every rank stops at the same step
+    return stop
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -26,12 +26,13 @@ from ..config import merge_conf
 
 default_conf: dict[str, Any] = {
     "tile": 16,                 # tile side in pixels
-    "radius_sigmas": 3.0,       # footprint cut-off, in standard deviations
+    "radius_sigmas": 3.0,       # footprint cut-off per axis, in standard deviations (alpha = 0 beyond)
     "low_pass": 0.3,            # variance (px²) added to every 2D footprint (anti-aliasing, as 3DGS)
     "max_alpha": 0.99,
     "near": 1e-3,               # Gaussians closer than this (camera z) are culled
     "max_pairs_chunk": 1_000_000,  # pixel×Gaussian evaluations per chunk (memory bound)
     "gaussians_chunk": 256,     # depth-ordered Gaussians composited per inner step
+    "min_transmittance": 1e-4,  # stop compositing a tile chunk once every pixel's transmittance is below
     "backend": "torch",         # "torch" | "gsplat" | "auto" (gsplat when available on CUDA)
 }
 
@@ -140,7 +141,8 @@ def _render_torch(means, scales, opacities, values, K, T_world_to_cam, height, w
         tiles = busy[i:j]
         i = j
         results.append((tiles, *_composite_tiles(tiles, per_tile_l, tile_start_l, pair_g, uv, inv_sig2, opacities,
-                                                 values, zv, ntx, tile, gch, conf["max_alpha"])))
+                                                 values, zv, ntx, tile, gch, conf["max_alpha"],
+                                                 conf["radius_sigmas"], conf["min_transmittance"])))
     if results:
         idx = torch.tensor([t for r in results for t in r[0]], device=device)
         out_v = out_v.index_put((idx,), torch.cat([r[1] for r in results]))
@@ -157,7 +159,7 @@ def _render_torch(means, scales, opacities, values, K, T_world_to_cam, height, w
 
 
 def _composite_tiles(tiles, per_tile, tile_start, pair_g, uv, inv_sig2, opac, values, z, ntx, tile,
-                     gch, max_alpha):
+                     gch, max_alpha, radius_sigmas, min_transmittance):
     """Front-to-back compositing of the depth-sorted Gaussians of a chunk of tiles; returns (t,P,C),(t,P),(t,P)."""
     device = values.device
     t = len(tiles)
@@ -177,8 +179,11 @@ def _composite_tiles(tiles, per_tile, tile_start, pair_g, uv, inv_sig2, opac, va
         ids = pair_g[(starts[:, None] + slot[None]).clamp(max=len(pair_g) - 1)]
         # separable footprint: exp(-½dx²/sx²) on the tile's columns times exp(-½dy²/sy²) on its rows
         u, isg = uv[ids], inv_sig2[ids]  # (t,g,2)
-        gx = torch.exp(-0.5 * (xs[:, :, None] - u[:, None, :, 0]) ** 2 * isg[:, None, :, 0])  # (t,tile,g)
-        gy = torch.exp(-0.5 * (ys[:, :, None] - u[:, None, :, 1]) ** 2 * isg[:, None, :, 1])
+        qx = (xs[:, :, None] - u[:, None, :, 0]) ** 2 * isg[:, None, :, 0]  # (t,tile,g) squared std-distances
+        qy = (ys[:, :, None] - u[:, None, :, 1]) ** 2 * isg[:, None, :, 1]
+        r2 = radius_sigmas ** 2  # hard per-axis cut-off: the render does not depend on the tiling
+        gx = torch.exp(-0.5 * qx) * (qx <= r2)
+        gy = torch.exp(-0.5 * qy) * (qy <= r2)
         fp = (gy[:, :, None] * gx[:, None]).reshape(t, tile * tile, -1)  # (t,P,g), row-major pixels
         alpha = (opac[ids][:, None] * fp).clamp(max=max_alpha) * valid[:, None]
         one_minus = 1 - alpha
@@ -188,7 +193,7 @@ def _composite_tiles(tiles, per_tile, tile_start, pair_g, uv, inv_sig2, opac, va
         acc_d = acc_d + torch.einsum("tpg,tg->tp", w, z[ids])
         acc_a = acc_a + w.sum(-1)
         T = T * torch.prod(one_minus, -1)
-        if bool((T < 1e-4).all()):
+        if bool((T < min_transmittance).all()):
             break
     return acc_v, acc_a, acc_d
 

@@ -31,6 +31,8 @@ default_conf: dict[str, Any] = {
     "lr_encoder": 5e-6,            # trainable encoder (VGG / XFeat): RoMa 5e-6 · B/8
     "lr_batch_reference": 8,
     "gt_rel_thresh": 0.05,
+    "freeze_bn": False,            # BatchNorm layers in eval mode while training (tiny per-process batches
+                                   # without SyncBatchNorm, e.g. DDP on CPU; also makes DDP == single process)
     "loss": {},                    # l2m.train.losses.roma_default_conf overrides
     "data": {},                    # l2m.train.datasets.default_conf overrides
 }
@@ -66,6 +68,14 @@ class Stage2Model(nn.Module):
         self.matcher = matcher
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.conf["freeze_bn"]:
+            for m in self.matcher.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def _inputs(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         a, b = batch["image_A"].float(), batch["image_B"].float()

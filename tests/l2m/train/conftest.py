@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 class PlanePairs(Dataset):
     """Deterministic pairs of a textured tilted plane seen from two cameras (exact depth, K, T_AtoB)."""
 
-    def __init__(self, n: int = 8, size: int = 64, seed: int = 0):
-        self.n, self.size, self.seed = n, size, seed
+    def __init__(self, n: int = 8, size: int = 64, seed: int = 0, same_geometry: bool = False):
+        self.n, self.size, self.seed, self.same_geometry = n, size, seed, same_geometry
 
     def __len__(self) -> int:
         return self.n
@@ -24,6 +24,8 @@ class PlanePairs(Dataset):
         S = self.size
         tex = torch.rand(3, S // 8, S // 8, generator=g)
         img = F.interpolate(tex[None], size=(S, S), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        if self.same_geometry:  # equal covisibility in every sample: batch means split exactly over ranks
+            g = torch.Generator().manual_seed(self.seed)
         xy = pixel_grid(S, S)
         a, b = (torch.rand(2, generator=g) - 0.5) * 0.01
         depth = 3.0 + a * (xy[..., 0] - S / 2) + b * (xy[..., 1] - S / 2)
