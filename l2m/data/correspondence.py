@@ -2,9 +2,9 @@
 
 A pixel of A is valid iff its depth is > 0, it projects in front of camera B and inside image B, B has depth
 there, and the relative depth error |z_proj - z_B| / z_B is below `rel_thresh` (0.05, spec §8 / §12): this is
-the occlusion (covisibility) check. Depth maps are sampled by bilinear interpolation of *inverse* depth when
-all four neighbours are valid (exact on planes, where 1/z is affine in the image) and by the nearest pixel
-otherwise.
+the occlusion (covisibility) check. Depth maps are sampled off-grid by linear interpolation of *inverse* depth inside the mesh triangle
+that holds the point (exactly the rendered surface; exact on planes, where 1/z is affine in the image), and by
+the nearest pixel where that triangle has an invalid vertex.
 
 Coordinates: pixels in the centre convention of `l2m.data.lifting` (pixel j spans [j, j+1], centre j+0.5);
 normalised coordinates x_n = 2x/W - 1, i.e. pixel centres at -1 + (2j+1)/W. K are in pixels of the depth map
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -41,18 +40,34 @@ def normalized_grid(height: int, width: int, device=None, dtype=torch.float32) -
 
 
 def sample_depth(depth: Tensor, xy: Tensor) -> Tensor:
-    """Depth (B, H, W; 0 = invalid) at pixel coordinates xy (B, N, 2) -> (B, N), 0 where unknown."""
+    """Depth (B, H, W; 0 = invalid) at pixel coordinates xy (B, N, 2) -> (B, N), 0 where unknown.
+
+    Inverse depth is interpolated linearly inside the triangle of the pixel-grid mesh (the triangulation of
+    `l2m.data.lifting.grid_faces`) that contains the point, so a depth map sampled off-grid gives exactly the
+    rendered mesh surface; if a vertex of that triangle is invalid, the nearest pixel is used instead.
+    """
     B, H, W = depth.shape
-    g = to_normalized(xy, H, W)[:, :, None].to(depth.dtype)  # (B, N, 1, 2)
-    valid = (depth > 0).to(depth.dtype)
-    inv = torch.where(depth > 0, 1.0 / depth.clamp_min(1e-12), torch.zeros_like(depth))
-    stack = torch.stack([inv, valid], 1)
-    bil = F.grid_sample(stack, g, mode="bilinear", padding_mode="zeros", align_corners=False)[:, :, :, 0]
-    near = F.grid_sample(stack, g, mode="nearest", padding_mode="zeros", align_corners=False)[:, :, :, 0]
-    full = bil[:, 1] > 1 - 1e-4
-    inv_s = torch.where(full, bil[:, 0], near[:, 0])
-    ok = (full | (near[:, 1] > 0.5)) & (inv_s > 0)
-    return torch.where(ok, 1.0 / inv_s.clamp_min(1e-12), torch.zeros_like(inv_s))
+    u = xy[..., 0].to(depth.dtype) - 0.5
+    v = xy[..., 1].to(depth.dtype) - 0.5
+    j0, i0 = torch.floor(u), torch.floor(v)
+    fx, fy = u - j0, v - i0
+    j0, i0 = j0.long(), i0.long()
+    inv = torch.where(depth > 0, 1.0 / depth.clamp_min(1e-12), torch.zeros_like(depth)).reshape(B, -1)
+
+    def at(i: Tensor, j: Tensor) -> Tensor:
+        inside = (i >= 0) & (i < H) & (j >= 0) & (j < W)
+        val = torch.gather(inv, 1, (i.clamp(0, H - 1) * W + j.clamp(0, W - 1)))
+        return torch.where(inside, val, torch.zeros_like(val))
+
+    d00, d01, d10, d11 = at(i0, j0), at(i0, j0 + 1), at(i0 + 1, j0), at(i0 + 1, j0 + 1)
+    lower = fx + fy <= 1
+    val = torch.where(lower, d00 + fx * (d01 - d00) + fy * (d10 - d00),
+                      d11 + (1 - fx) * (d10 - d11) + (1 - fy) * (d01 - d11))
+    ok = torch.where(lower, (d00 > 0) & (d01 > 0) & (d10 > 0), (d11 > 0) & (d01 > 0) & (d10 > 0)) & (val > 0)
+    near = at(torch.round(v).long(), torch.round(u).long())  # round(v) is the row whose centre is nearest
+    near = torch.where((u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5), near, torch.zeros_like(near))
+    inv_s = torch.where(ok, val, near)
+    return torch.where(inv_s > 0, 1.0 / inv_s.clamp_min(1e-12), torch.zeros_like(inv_s))
 
 
 def warp_points(xy_A: Tensor, depth_A: Tensor, depth_B: Tensor, K_A: Tensor, K_B: Tensor, T_AtoB: Tensor,

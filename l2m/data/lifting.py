@@ -129,10 +129,11 @@ def rasterize(xy: Tensor, z: Tensor, faces: Tensor, out_hw: tuple[int, int], nea
     fp = p[faces[fid]]  # (F', 3, 2)
     lo = fp.amin(1)
     hi = fp.amax(1)
-    x0 = lo[:, 0].ceil().clamp(0, w - 1)
-    x1 = hi[:, 0].floor().clamp(-1, w - 1)
-    y0 = lo[:, 1].ceil().clamp(0, h - 1)
-    y1 = hi[:, 1].floor().clamp(-1, h - 1)
+    eps = 1e-3  # pixel centres within eps of an edge count as covered (float error on exact edges)
+    x0 = (lo[:, 0] - eps).ceil().clamp(0, w - 1)
+    x1 = (hi[:, 0] + eps).floor().clamp(-1, w - 1)
+    y0 = (lo[:, 1] - eps).ceil().clamp(0, h - 1)
+    y1 = (hi[:, 1] + eps).floor().clamp(-1, h - 1)
     nx = (x1 - x0 + 1).clamp_min(0)
     ny = (y1 - y0 + 1).clamp_min(0)
     n = (nx * ny)
@@ -155,14 +156,14 @@ def rasterize(xy: Tensor, z: Tensor, faces: Tensor, out_hw: tuple[int, int], nea
     for i, j in ((0, 1), (1, 2), (2, 0)):
         xi, yi, xj, yj = rfp[:, i, 0], rfp[:, i, 1], rfp[:, j, 0], rfp[:, j, 1]
         dy = yj - yi
-        on = (ry - yi) * (ry - yj) <= 0
+        on = (ry - yi.clamp(max=yj) + eps >= 0) & (yi.clamp(min=yj) + eps - ry >= 0)
         t = ((ry - yi) / torch.where(dy.abs() > 1e-12, dy, torch.ones_like(dy))).clamp(0, 1)
         x_at = torch.where(dy.abs() > 1e-12, xi + t * (xj - xi), torch.minimum(xi, xj))
         x_at2 = torch.where(dy.abs() > 1e-12, x_at, torch.maximum(xi, xj))
         xs_lo = torch.where(on, torch.minimum(xs_lo, x_at), xs_lo)
         xs_hi = torch.where(on, torch.maximum(xs_hi, x_at2), xs_hi)
-    rx0 = (xs_lo - 1e-3).ceil().clamp(0, w - 1)
-    rx1 = (xs_hi + 1e-3).floor().clamp(-1, w - 1)
+    rx0 = (xs_lo - eps).ceil().clamp(0, w - 1)
+    rx1 = (xs_hi + eps).floor().clamp(-1, w - 1)
     rn = torch.nan_to_num(rx1 - rx0 + 1, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0).long()
     row_idx = torch.repeat_interleave(torch.arange(rn.numel(), device=dev), rn)
     local = torch.arange(int(rn.sum()), device=dev) - (torch.cumsum(rn, 0) - rn)[row_idx]
@@ -177,7 +178,7 @@ def rasterize(xy: Tensor, z: Tensor, faces: Tensor, out_hw: tuple[int, int], nea
 
     wa, wb, wc = edge(b, c), edge(c, a), edge(a, b)
     area = wa + wb + wc
-    tol = 1e-5 * area.abs()
+    tol = 1e-4 * area.abs()
     inside = (area.abs() > 1e-12) & (((wa >= -tol) & (wb >= -tol) & (wc >= -tol))
                                      | ((wa <= tol) & (wb <= tol) & (wc <= tol)))
     sel = torch.nonzero(inside).squeeze(1)

@@ -203,6 +203,8 @@ class SyntheticPairs(Dataset):
             raise ValueError("SyntheticPairs: no images given")
         self.image_root = image_root
         self.disparity_dir = Path(disparity_dir) if disparity_dir else None
+        if resolution is not None and resolution[0] == resolution[1] and "size" not in (conf or {}):
+            conf = dict(conf or {}, size=int(resolution[0]))  # generate at the training size: much faster
         self.conf, self.views, self.seed = conf, int(views_per_image), int(seed)
         self.resolution, self.gt_resolution = resolution, gt_resolution
         self._gen: PairGenerator | None = None
