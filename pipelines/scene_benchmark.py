@@ -86,14 +86,48 @@ def per_scene_table(rows: list[dict[str, Any]], runs: dict[str, list[dict[str, A
 
 
 def run_sfm(args: argparse.Namespace, scenes: list[Path]) -> list[dict[str, Any]]:
-    """Reconstruct every scene with every matcher (l2m_sfm.reconstruct) and score it (l2m_sfm.evaluate)."""
-    try:
-        from l2m_sfm import evaluate, reconstruct
-    except ImportError as e:
-        raise SystemExit(f"--mode sfm needs l2m_sfm.reconstruct and l2m_sfm.evaluate, which are not available "
-                         f"in this checkout ({e}); use the default --mode pairs") from e
-    raise NotImplementedError("--mode sfm: integration with l2m_sfm.reconstruct / l2m_sfm.evaluate pending "
-                              f"({reconstruct.__name__}, {evaluate.__name__})")
+    """Reconstruct every scene with every matcher (l2m_sfm.reconstruct) and score it against gt/
+    (l2m_sfm.evaluate: registration, camera errors after Sim(3) alignment, pairwise AUC over all image pairs)."""
+    import time
+
+    import pycolmap
+
+    from l2m.config import parse_overrides
+    from l2m_sfm import evaluate, reconstruct
+
+    sfm_overrides = parse_overrides(args.sfm_conf)
+    rows = []
+    for scene in scenes:
+        gt = pycolmap.Reconstruction(str(scene / "gt"))
+        for name, mconf in matcher_confs(args).items():
+            out = args.output / "sfm" / scene.name / name.replace("/", "_")
+            conf = dict(sfm_overrides, matcher={"name": name, "conf": mconf}, device=args.device)
+            t0 = time.time()
+            try:
+                model_dir = reconstruct.main(conf, scene / "images", out)
+                result = evaluate.evaluate(pycolmap.Reconstruction(str(model_dir)), gt)
+                error = None
+            except reconstruct.ReconstructionError as e:  # a failed reconstruction is a result, not a crash
+                result, error = {"num_gt_images": gt.num_images(), "num_registered": 0, "auc": {}}, str(e)
+            row = {"scene": scene.name, "matcher": name, "matcher_conf": mconf, "sfm_conf": conf,
+                   "seconds": round(time.time() - t0, 1), "error": error, **evaluate.to_json(result)}
+            write_json(row, out / "eval.json")
+            rows.append(row)
+    lines = [f"{'scene':<18} {'matcher':<20} {'reg':>7} {'AUC@5':>6} {'AUC@10':>6} {'AUC@20':>6} "
+             f"{'med.centre err':>14} {'med.rot [deg]':>13} {'s':>6}"]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        auc = [100 * (r["auc"].get(f"@{t}") or 0.0) for t in (5, 10, 20)]
+        centre, rot = r.get("median_center_error"), r.get("median_rotation_error_deg")
+        lines.append(f"{r['scene']:<18} {r['matcher']:<20} {r['num_registered']:>3}/{r['num_gt_images']:<3} "
+                     f"{auc[0]:6.1f} {auc[1]:6.1f} {auc[2]:6.1f} "
+                     f"{centre if centre is None else f'{centre:.4f}':>14} "
+                     f"{rot if rot is None else f'{rot:.3f}':>13} {r['seconds']:6.0f}")
+    table = "\n".join(lines)
+    print(table)
+    write_json({"mode": "sfm", "versions": package_versions(), "table": table.splitlines(), "results": rows},
+               args.output / "results_sfm.json")
+    return rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,6 +137,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=("pairs", "sfm"), default="pairs",
                         help="pairs: two-view relative pose AUC; sfm: reconstruct + evaluate against gt/")
     parser.add_argument("--max-gap", type=int, default=3, help="pair rule when a scene has no pairs.txt")
+    parser.add_argument("--sfm-conf", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="--mode sfm: l2m_sfm.reconstruct conf overrides, e.g. pairs=sequential:3 "
+                             "camera.mode=single")
     add_common_args(parser, default_protocol="poselib")
     return parser.parse_args(argv)
 

@@ -40,7 +40,8 @@ def look_at(center: np.ndarray, target: np.ndarray) -> np.ndarray:
 class World:
     """Random points and posed pinhole cameras; K in the COLMAP convention (pixel centres at +0.5)."""
 
-    def __init__(self, sizes: list[tuple[int, int]], seed: int = 0, num_points: int = 1500):
+    def __init__(self, sizes: list[tuple[int, int]], seed: int = 0, num_points: int = 1500,
+                 K: np.ndarray | None = None):
         rng = np.random.default_rng(seed)
         self.points = rng.uniform([-2.5, -1.8, -1.0], [2.5, 1.8, 1.0], (num_points, 3))
         self.cams = []
@@ -48,7 +49,8 @@ class World:
             angle = np.radians(-24 + 48 * i / max(len(sizes) - 1, 1))
             center = np.array([7 * np.sin(angle), rng.uniform(-0.6, 0.6), -7 * np.cos(angle)])
             f = 0.9 * max(w, h) * rng.uniform(0.9, 1.1)
-            K = np.array([[f, 0, w / 2 + rng.uniform(-3, 3)], [0, f * 1.002, h / 2 + rng.uniform(-3, 3)], [0, 0, 1]])
+            K = np.array([[f, 0, w / 2 + rng.uniform(-3, 3)], [0, f * 1.002, h / 2 + rng.uniform(-3, 3)], [0, 0, 1]]) \
+                if K is None else np.asarray(K, np.float64)
             self.cams.append((K, look_at(center, rng.normal(0, 0.2, 3)), (w, h)))
 
     def project(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,23 +72,27 @@ class World:
 
 
 class OracleMatcher:
-    """PairMatcher returning true correspondences (name -> camera index), in pixels of the given images."""
+    """PairMatcher returning true correspondences, in pixels of the given images.
+
+    `index` maps an image name to (world, camera index); both images of a pair must share the world.
+    """
 
     dense = False
 
-    def __init__(self, world: World, index: dict[str, int], noise: float = 0.0, outliers: float = 0.0,
+    def __init__(self, index: dict[str, tuple[World, int]], noise: float = 0.0, outliers: float = 0.0,
                  name: str = "oracle"):
-        self.world, self.index, self.noise, self.outliers, self.name = world, index, noise, outliers, name
+        self.index, self.noise, self.outliers, self.name = index, noise, outliers, name
         self.conf = {"noise": noise, "outliers": outliers}
         self.calls = 0
 
     def match_pair(self, image0, image1, name0=None, name1=None) -> PairMatches:
         self.calls += 1
-        i, j = self.index[name0], self.index[name1]
-        (x0, ok0), (x1, ok1) = self.world.project(i), self.world.project(j)
+        (world, i), (world1, j) = self.index[name0], self.index[name1]
+        assert world is world1
+        (x0, ok0), (x1, ok1) = world.project(i), world.project(j)
         ok = ok0 & ok1
         out = []
-        for x, cam, image in ((x0[ok], self.world.cams[i], image0), (x1[ok], self.world.cams[j], image1)):
+        for x, cam, image in ((x0[ok], world.cams[i], image0), (x1[ok], world.cams[j], image1)):
             (w, h), (gw, gh) = cam[2], (image.shape[1], image.shape[0])
             out.append((x + 0.5) * [gw / w, gh / h] - 0.5)  # original frame -> the given image's frame
         rng = np.random.default_rng(zlib.crc32(f"{name0}{name1}".encode()))
@@ -105,3 +111,77 @@ def install_oracle(monkeypatch, matcher: OracleMatcher, name: str = "oracle") ->
     real = matchers.get_matcher
     monkeypatch.setattr(matchers, "get_matcher",
                         lambda n, conf=None, device="cpu": matcher if n == name else real(n, conf, device))
+
+
+def relative(world: World, i: int, j: int) -> np.ndarray:
+    """T_0to1 between cameras i and j."""
+    return world.cams[j][1] @ np.linalg.inv(world.cams[i][1])
+
+
+def write_megadepth(root: Path, world: World, stems: dict[str, list[tuple[int, int]]], scene: str = "0015"
+                    ) -> tuple[Path, Path, dict[str, tuple[World, int]]]:
+    """LoFTR layout: <root>/Undistorted_SfM/<scene>/images/*.jpg and <root>/scene_info/<stem>.npz + list file.
+
+    Returns (data root, meta folder, oracle index name -> (world, camera)). The npz arrays have None holes like the real ones.
+    """
+    n = len(world.cams)
+    paths = np.empty(2 * n + 1, object)
+    Ks, poses, depths = (np.empty(2 * n + 1, object) for _ in range(3))
+    index = {}
+    for i in range(n):
+        name = f"Undistorted_SfM/{scene}/images/img{i:02d}.jpg"
+        world.write_image(i, root / name)
+        k = 2 * i + 1  # every other slot stays None
+        paths[k], Ks[k], poses[k], depths[k] = name, world.cams[i][0], world.cams[i][1], f"depths/img{i:02d}.h5"
+        index[name] = (world, i)
+    meta = root / "scene_info"
+    meta.mkdir(parents=True, exist_ok=True)
+    for stem, pairs in stems.items():
+        infos = [(np.array([2 * i + 1, 2 * j + 1], np.int64), 0.2, np.zeros(4)) for i, j in pairs]
+        info_arr = np.empty(len(infos), object)
+        info_arr[:] = infos
+        np.savez(meta / f"{stem}.npz", image_paths=paths, depth_paths=depths, intrinsics=Ks, poses=poses,
+                 pair_infos=info_arr)
+    (meta / "megadepth_test_1500.txt").write_text("\n".join(stems))
+    return root, meta, index
+
+
+def write_scannet(root: Path, meta: Path, worlds: dict[str, World], pairs: dict[str, list[tuple[int, int]]],
+                  K_file: dict[str, np.ndarray]) -> dict[str, tuple[World, int]]:
+    """LoFTR layout: <root>/<scene>/color/<frame>.jpg, <meta>/test.npz (name, rel_pose), intrinsics.npz.
+
+    Frame number = 10 * camera index. Returns the oracle index: '<scene>/color/<frame>.jpg' -> (world, camera)."""
+    names, rel, index = [], [], {}
+    for scene, world in worlds.items():
+        sid, sub = int(scene[5:9]), int(scene[10:12])
+        for i in range(len(world.cams)):
+            world.write_image(i, root / scene / "color" / f"{10 * i}.jpg")
+            index[f"{scene}/color/{10 * i}.jpg"] = (world, i)
+        for i, j in pairs[scene]:
+            names.append([sid, sub, 10 * i, 10 * j])
+            rel.append(relative(world, i, j)[:3].reshape(-1))
+    meta.mkdir(parents=True, exist_ok=True)
+    np.savez(meta / "test.npz", name=np.array(names, np.uint16), rel_pose=np.array(rel, np.float32))
+    np.savez(meta / "intrinsics.npz", **{k: np.asarray(v, np.float64) for k, v in K_file.items()})
+    (meta / "scannet_test.txt").write_text("test.npz")
+    return index
+
+
+def write_colmap_scene(scene: Path, world: World, names: list[str]) -> dict[str, tuple[World, int]]:
+    """<scene>/images/<names>, <scene>/gt/{cameras,images,points3D}.txt (one PINHOLE camera per image)."""
+    import pycolmap
+
+    gt = scene / "gt"
+    gt.mkdir(parents=True, exist_ok=True)
+    cams, imgs = [], []
+    for i, name in enumerate(names):
+        K, T, (w, h) = world.cams[i]
+        world.write_image(i, scene / "images" / name)
+        cams.append(f"{i + 1} PINHOLE {w} {h} " + " ".join(repr(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])))
+        qx, qy, qz, qw = pycolmap.Rotation3d(T[:3, :3]).quat
+        pose = " ".join(repr(float(v)) for v in (qw, qx, qy, qz, *T[:3, 3]))
+        imgs.append(f"{i + 1} {pose} {i + 1} {name}\n")
+    (gt / "cameras.txt").write_text("\n".join(cams) + "\n")
+    (gt / "images.txt").write_text("\n".join(imgs) + "\n")
+    (gt / "points3D.txt").write_text("")
+    return {f"{scene.name}/{n}": (world, i) for i, n in enumerate(names)}
