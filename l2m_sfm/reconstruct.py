@@ -100,8 +100,8 @@ def _same_run(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [k for k in keys if json.dumps(old.get(k), sort_keys=True) != json.dumps(new.get(k), sort_keys=True)]
 
 
-def _newer(path: Path, *others: Path) -> bool:
-    return path.exists() and all(not o.exists() or path.stat().st_mtime >= o.stat().st_mtime for o in others)
+def _key(*parts: Any) -> str:
+    return json.dumps(parts, sort_keys=True, default=str)
 
 
 def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_path: Path,
@@ -263,27 +263,34 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     with timer("matching"):
         report["matching"] = run_matching(conf, image_dir, names, pairs_path, features_path, matches_path,
                                           overwrite)
+    previous = _read_json(output / "report.json")
+    nothing_new = reuse and report["matching"].get("pairs_computed", 1) == 0 \
+        and report["matching"].get("images_extracted", 0) == 0
+    db_key = _key(conf["camera"], conf["min_match_score"], conf["verification"])
+    map_key = _key(conf["mapper"])
     log_prefix = output / "colmap.log."
     with colmap.colmap_logging(log_prefix, conf["verbose"]):
-        fresh_db = not _newer(database, features_path, matches_path, pairs_path)
+        # database.db only exists once complete (written as database.db.tmp, renamed after verification)
+        fresh_db = not (nothing_new and database.exists() and previous.get("database_key") == db_key
+                        and previous.get("database"))
         with timer("database + verification"):
             if fresh_db:
                 report["database"] = build_database(conf, image_dir, names, pairs, pairs_path, features_path,
                                                     matches_path, database)
             else:
-                prev = _read_json(output / "report.json").get("database")
-                report["database"] = prev or colmap.verified_pair_stats(database)
+                report["database"] = previous["database"]
         report["database"]["rebuilt"] = fresh_db
+        report["database_key"] = db_key
         sfm_dir = output / "sfm"
         with timer("mapping"):
-            if not fresh_db and _newer(sfm_dir / "images.bin", database):
+            if not fresh_db and (sfm_dir / "images.bin").exists() and previous.get("mapping_key") == map_key:
                 import pycolmap
 
-                model, models = pycolmap.Reconstruction(str(sfm_dir)), _read_json(output / "report.json").get(
-                    "models", [])
+                model, models = pycolmap.Reconstruction(str(sfm_dir)), previous.get("models", [])
                 report["mapping_reused"] = True
             else:
                 model, models = _map(conf, database, image_dir, output, len(names))
+        report["mapping_key"] = map_key
     report["models"] = models
     if model is None or model.num_reg_images() < 2:
         report["model"] = None
@@ -313,6 +320,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     with tqdm(total=num_images, desc=f"{conf['mapper']['type']} mapping", unit="img") as bar:
         model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", conf["mapper"]["type"],
                                            options, progress=bar)
+        bar.n = model.num_reg_images() if model is not None else 0
+        bar.refresh()
     shutil.rmtree(output / "sfm.models", ignore_errors=True)
     return model, models
 

@@ -1,0 +1,146 @@
+"""End-to-end reconstruct: dense path with exact matches, resume, bad files, failure diagnostics."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import pytest
+from PIL import Image
+
+from l2m_sfm import reconstruct, sample_scene
+from l2m_sfm.evaluate import evaluate
+from l2m_sfm.images import read_image
+
+SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "toybox"
+SMALL = {"num_views": 7, "width": 320, "height": 240, "focal": 260.0, "supersample": 2}
+FAST_SIFT = {"name": "sift", "conf": {"max_keypoints": 2048}}
+
+
+@pytest.fixture(scope="module")
+def small_scene(tmp_path_factory):
+    return sample_scene.main(SMALL, tmp_path_factory.mktemp("small"))
+
+
+def _report(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text())
+
+
+def test_dense_path_with_gt_matcher_is_exact(tmp_path):
+    pytest.importorskip("l2m_sfm.match_dense")
+    if not SAMPLE.exists():
+        pytest.skip(f"sample scene {SAMPLE} missing")
+    # the 'accurate' quantisation (1-px grid): with 'default' (2-px grid) exact matches give ~0.2 deg
+    conf = {"matcher": {"name": "gt", "conf": {"scene": str(SAMPLE), "step": 12}},
+            "matching": {"preset": "accurate"}}
+    sfm = reconstruct.main(conf, SAMPLE / "images", tmp_path / "out")
+    rep = _report(tmp_path / "out")
+    assert rep["matching"]["dense"] is True
+    assert rep["model"]["registered"] == 8
+    result = evaluate(pycolmap.Reconstruction(str(sfm)), pycolmap.Reconstruction(str(SAMPLE / "gt")))
+    assert result["num_registered"] == 8
+    assert result["median_rotation_error_deg"] < 0.1
+    assert result["auc"]["@5"] > 0.98
+    assert rep["model"]["mean_reprojection_error_px"] < 0.5
+    for f in ("pairs.txt", "features.h5", "matches.h5", "database.db", "config.json", "sfm/text/images.txt"):
+        assert (tmp_path / "out" / f).exists(), f
+    assert list((tmp_path / "out" / "matches").glob("*.jpg"))
+
+
+def test_resume_reuses_all_pairs(small_scene, tmp_path):
+    out = tmp_path / "out"
+    conf = {"matcher": FAST_SIFT}
+    reconstruct.main(conf, small_scene / "images", out)
+    first = _report(out)
+    assert first["matching"]["pairs_computed"] == 21 and first["model"]["registered"] == 7
+    reconstruct.main(conf, small_scene / "images", out)
+    second = _report(out)
+    assert second["matching"]["pairs_reused"] == 21 and second["matching"]["pairs_computed"] == 0
+    assert second["database"]["rebuilt"] is False and second.get("mapping_reused") is True
+    assert second["model"]["registered"] == 7
+    # a half-written database is never trusted: it only exists under a temporary name
+    (out / "database.db").unlink()
+    reconstruct.main(conf, small_scene / "images", out)
+    assert _report(out)["database"]["rebuilt"] is True
+    with pytest.raises(reconstruct.ConfigError, match="different matcher"):
+        reconstruct.main({"matcher": {"name": "disk+lightglue"}}, small_scene / "images", out)
+
+
+def _bad_folder(scene: Path, root: Path) -> Path:
+    """Good views, broken files, and three views stored unusually (EXIF-rotated, 16-bit PNG, CMYK JPEG)."""
+    images = root / "images"
+    images.mkdir()
+    for i in range(4):
+        shutil.copy(scene / "images" / f"view_{i:02d}.jpg", images)
+    upright = Image.open(scene / "images" / "view_04.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display = stored pixels rotated 90 degrees clockwise
+    upright.transpose(Image.Transpose.ROTATE_90).save(images / "view_04.jpg", exif=exif, quality=95)
+    rgb16 = np.asarray(Image.open(scene / "images" / "view_05.jpg")).astype(np.uint16) * 257
+    import cv2
+
+    cv2.imwrite(str(images / "view_05.png"), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
+    Image.open(scene / "images" / "view_06.jpg").convert("CMYK").save(images / "view_06.jpg", quality=95)
+    data = (scene / "images" / "view_00.jpg").read_bytes()
+    (images / "corrupt.jpg").write_bytes(data[: len(data) // 3])
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "notes.txt").write_text("not an image")
+    return images
+
+
+def test_bad_files_are_reported_and_rotated_photo_registers(small_scene, tmp_path):
+    images = _bad_folder(small_scene, tmp_path)
+    assert read_image(images / "view_04.jpg").shape == (240, 320, 3)  # upright again after EXIF
+    out = tmp_path / "out"
+    sfm = reconstruct.main({"matcher": FAST_SIFT}, images, out)
+    rep = _report(out)
+    skipped = {s["name"]: s["reason"] for s in rep["images"]["skipped"]}
+    assert set(skipped) == {"corrupt.jpg", "empty.jpg", "notes.txt"}
+    assert all(len(reason) > 5 for reason in skipped.values())
+    assert "0 bytes" in skipped["empty.jpg"]
+    assert rep["images"]["found"] == 7
+    assert {"view_04.jpg", "view_05.png", "view_06.jpg"} <= set(rep["model"]["registered_names"])
+    model = pycolmap.Reconstruction(str(sfm))
+    rotated = model.find_image_with_name("view_04.jpg")
+    cam = model.cameras[rotated.camera_id]
+    assert (cam.width, cam.height) == (320, 240)  # EXIF-applied size, not the stored 240x320
+    # the rotated photo's pose agrees with the GT of the upright view
+    gt = pycolmap.Reconstruction(str(small_scene / "gt"))
+    for image in gt.images.values():
+        if image.name == "view_05.jpg":
+            image.name = "view_05.png"
+    result = evaluate(model, gt)
+    row = next(r for r in result["per_image"] if r["name"] == "view_04.jpg")
+    assert row["registered"] and row["rotation_error_deg"] < 1.0
+
+
+def test_empty_folder_and_failed_reconstruction(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert reconstruct.cli(["--images", str(tmp_path / "empty"), "--output", str(tmp_path / "o1")]) == 2
+    assert "0 readable image" in capsys.readouterr().err
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (120, 160, 3), np.uint8)).save(noise / f"{i}.png")
+    code = reconstruct.cli(["--images", str(noise), "--output", str(tmp_path / "o2"), "--matcher", "sift"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "No model could be reconstructed" in err and "report.json" in err
+    rep = _report(tmp_path / "o2")
+    assert rep["model"] is None and "verified_pairs" in rep["database"]
+    assert set(rep["database"]["keypoints_per_image"]) == {"0.png", "1.png", "2.png"}
+    assert (tmp_path / "o2" / "matches.h5").exists()  # outputs kept
+
+
+def test_default_pairs_and_cli_conf():
+    assert reconstruct.resolve_conf(None, 30)["pairs"] == "exhaustive"
+    assert reconstruct.resolve_conf(None, 31)["pairs"] == "retrieval:20"
+    assert reconstruct.resolve_conf(None, 5)["matcher"]["name"] == reconstruct.DEFAULT_MATCHER
+    args = reconstruct.parse_args(["--images", "x", "--matcher", "sift", "--intrinsics", "1,2,3,4",
+                                   "--mapper", "global", "verification.ransac.max_error=2"])
+    conf = reconstruct.resolve_conf(reconstruct.conf_from_args(args), 10)
+    assert conf["camera"]["intrinsics"] == "1,2,3,4" and conf["mapper"]["type"] == "global"
+    assert conf["verification"] == {"ransac": {"max_error": 2}}
+    with pytest.raises(reconstruct.ConfigError):
+        reconstruct.resolve_conf({"mapperr": {}}, 10)
