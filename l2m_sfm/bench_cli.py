@@ -9,6 +9,7 @@ Output layout under --output:
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from pathlib import Path
@@ -124,7 +125,10 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
             n = match_to_cache(factory, pairs, image_paths, protocol.resize, cache)
             if n:
                 print(f"  {name}: matched {n} pairs in {time.time() - t0:.1f} s -> {cache.path}")
-                resolved = _resolved_conf(holder["m"], conf)
+                cache.set_attr("matcher_conf_resolved", _resolved_conf(holder["m"], conf))
+        if cache.path.exists():  # the conf the matcher actually ran with (its defaults filled in)
+            stored = cache.file_meta().get("matcher_conf_resolved")
+            resolved = json.loads(stored) if stored else resolved
         records = evaluate_cache(pairs, cache, protocol, args.seed)
         summary = summary_record(summarize(records), benchmark=benchmark, matcher=name, matcher_conf=resolved,
                                  protocol=protocol, seed=args.seed, cache=cache,

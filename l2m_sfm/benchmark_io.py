@@ -196,6 +196,11 @@ class PredictionCache:
                                  np.asarray(g["scores"]), size("input_size0"), size("input_size1"),
                                  size("original_size0"), size("original_size1"), float(g.attrs["seconds"]))
 
+    def set_attr(self, key: str, value: Any) -> None:
+        """Store a file-level attribute (JSON-encoded), e.g. the matcher's resolved conf."""
+        with h5py.File(self.path, "a", libver="earliest") as f:
+            f.attrs[key] = json.dumps(_jsonable(value), sort_keys=True)
+
     def file_meta(self) -> dict[str, str]:
         """The file-level attributes (matcher, conf JSON, resize, dataset, versions JSON)."""
         with h5py.File(self.path, "r") as f:
