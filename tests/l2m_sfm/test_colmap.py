@@ -124,3 +124,15 @@ def test_option_dicts_are_checked():
         colmap.check_options({"filter_min_tri_angle": 1.5}, pycolmap.IncrementalPipelineOptions, "m")
     with pytest.raises(ConfigError, match="SIGABRT"):
         colmap.check_options({"type": "ALIKED_N16ROT"}, pycolmap.FeatureExtractionOptions, "extraction")
+
+
+@pytest.mark.slow
+def test_global_mapping_registers_all(tracks):
+    out, *_ = tracks
+    with colmap.colmap_logging(out / "colmap.log."):
+        model, summary = colmap.run_mapping(out / "database.db", SAMPLE / "images", out / "global", "global")
+    assert model is not None and model.num_reg_images() == 8 and model.num_points3D() > 500
+    from l2m_sfm.evaluate import evaluate
+
+    result = evaluate(model, pycolmap.Reconstruction(str(SAMPLE / "gt")))
+    assert result["median_rotation_error_deg"] < 0.5

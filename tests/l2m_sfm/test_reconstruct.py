@@ -47,6 +47,7 @@ def test_dense_path_with_gt_matcher_is_exact(tmp_path):
     assert list((tmp_path / "out" / "matches").glob("*.jpg"))
 
 
+@pytest.mark.slow
 def test_resume_reuses_all_pairs(small_scene, tmp_path):
     out = tmp_path / "out"
     conf = {"matcher": FAST_SIFT}

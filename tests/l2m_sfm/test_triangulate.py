@@ -67,3 +67,15 @@ def test_shuffled_pair_is_rejected(triangulated):
         assert len(tvg.inlier_matches) < 0.1 * n  # random matches rarely satisfy the epipolar constraint
         c = db.read_image_with_name("view_01.jpg").image_id
         assert len(db.read_two_view_geometry(a, c).inlier_matches) == db.read_matches(a, c).shape[0]
+
+
+def test_cli(triangulated, tmp_path, capsys):
+    sfm, _ = triangulated
+    work = sfm.parent.parent  # the fixture's folder with features.h5 / matches.h5 / pairs.txt
+    code = triangulate.cli(["--model", str(SAMPLE / "gt"), "--features", str(work / "features.h5"),
+                            "--matches", str(work / "matches.h5"), "--pairs", str(work / "pairs.txt"),
+                            "--output", str(tmp_path / "cli"), "--max-epipolar-error", "2",
+                            "options.triangulation.min_angle=3.0"])
+    assert code == 0 and "points" in capsys.readouterr().out
+    model = pycolmap.Reconstruction(str(tmp_path / "cli" / "sfm"))
+    assert model.num_points3D() > 500 and (tmp_path / "cli" / "sfm" / "text" / "points3D.txt").exists()
