@@ -245,14 +245,16 @@ def train(task, conf: Mapping[str, Any], resume: bool = False) -> Path:
     collate = getattr(task, "collate", None)
     remaining = max(conf["steps"] - step, 0)
     sampler = StepBatchSampler(len(train_ds), conf["batch_size"], rank, world, conf["seed"], step, remaining)
+    # own generator: creating the iterator must not draw from the global RNG (exact resume)
     loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=conf["num_workers"], collate_fn=collate,
-                        persistent_workers=False)
+                        persistent_workers=False, generator=torch.Generator().manual_seed(conf["seed"] + step))
     val_loader = None
     if val_ds is not None and conf["val_every"]:
         n_val = min(conf["val_size"], len(val_ds))
         val_idx = list(range(rank, n_val, world))
         val_loader = DataLoader(torch.utils.data.Subset(val_ds, val_idx), batch_size=conf["val_batch_size"],
-                                shuffle=False, num_workers=0, collate_fn=collate)
+                                shuffle=False, num_workers=0, collate_fn=collate,
+                                generator=torch.Generator().manual_seed(conf["seed"]))
 
     writer = None
     if is_main and conf["tensorboard"]:
