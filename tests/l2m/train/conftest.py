@@ -52,3 +52,11 @@ def _rodrigues(r: torch.Tensor) -> torch.Tensor:
 @pytest.fixture
 def plane_pairs():
     return PlanePairs
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 threads on 2 shared cores are ~10x slower than 1 (OpenMP oversubscription)
+    yield
+    torch.set_num_threads(n)

@@ -26,14 +26,6 @@ def _params(out: Path, step: int) -> dict:
     return torch.load(out / f"checkpoint_{step:08d}.pt", weights_only=True)["model"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 threads on 2 shared cores are ~10x slower than 1 (OpenMP oversubscription)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_step_batch_sampler_is_a_function_of_the_step():
     full = StepBatchSampler(10, 4, 0, 1, seed=3, start_step=0, num_steps=6)
     batches = list(full)

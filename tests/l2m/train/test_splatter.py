@@ -88,5 +88,5 @@ def test_gradcheck_small():
     op = torch.tensor([0.7, 0.6], dtype=torch.float64, requires_grad=True)
     vals = torch.rand(2, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda m, s, o, v: render_gaussians(
-        m, s, o, v, torch.tensor([[40.0, 0, 8], [0, 40.0, 8], [0, 0, 1]], dtype=torch.float64), EYE, 16, 16,
+        m, s, o, v, torch.tensor([[20.0, 0, 4], [0, 20.0, 4], [0, 0, 1]], dtype=torch.float64), EYE, 8, 8,
         {"tile": 8, "radius_sigmas": 50.0})["values"], (means, scales, op, vals))
