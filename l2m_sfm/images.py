@@ -151,13 +151,13 @@ def read_image(path: Path) -> np.ndarray:
             arr = _read_16bit_colour(path)
             if orientation in _TRANSPOSE:
                 arr = np.asarray(Image.fromarray(arr).transpose(_TRANSPOSE[orientation]))
-            return np.ascontiguousarray(arr)
+            return np.array(arr, order="C")
         try:
             upright = ImageOps.exif_transpose(img) if orientation != 1 else img
             arr = _to_rgb8(upright)
         except (OSError, ValueError) as e:
             raise _corrupt(img, path, e) from e
-    return np.ascontiguousarray(arr)
+    return np.array(arr, order="C")  # a writable copy (PIL's buffer is read-only)
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -65,3 +65,29 @@ def test_cli(tmp_path, capsys):
     (img / "bad.jpg").write_bytes(b"")
     assert pairs.cli(["--images", str(img), "--pairs", "sequential:2", "--output", str(tmp_path / "p.txt")]) == 0
     assert "7 pairs of 5 images" in capsys.readouterr().out
+
+
+def test_vlad_retrieval_pairs_similar_images(tmp_path):
+    """Two textures, three crops of each: retrieval:2 must pair crops of the same texture only."""
+    from l2m_sfm import retrieval
+
+    rng = np.random.default_rng(0)
+    img = tmp_path / "imgs"
+    img.mkdir()
+    for t in range(2):
+        base = np.array(Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).resize((256, 192)))
+        if t:
+            base = np.ascontiguousarray(np.clip(base.astype(int) // 64 * 64 + 32, 0, 255).astype(np.uint8))
+        for c in range(3):
+            Image.fromarray(base[8 * c: 8 * c + 160, 10 * c: 10 * c + 224]).save(img / f"t{t}_{c}.png")
+    names = sorted(p.name for p in img.iterdir())
+    out = pairs.main({"method": "retrieval", "num_matched": 2, "retrieval": {"num_clusters": 8}}, names,
+                     tmp_path / "p.txt", image_dir=img)
+    got = pairs.parse_pairs(out)
+    assert len(got) == 6 and all(a[:2] == b[:2] for a, b in got)
+    assert (tmp_path / "p-global-descriptors.h5").exists()  # local descriptors cached
+    desc = retrieval.global_descriptors({"num_clusters": 8}, img, names, tmp_path / "p-global-descriptors.h5")
+    assert desc.shape == (6, 8 * 64) and np.allclose(np.linalg.norm(desc, axis=1), 1, atol=1e-5)
+    seq = pairs.main({"method": "sequential", "window": 1, "loop_closure_k": 1, "retrieval": {"num_clusters": 8}},
+                     names, tmp_path / "p.txt", image_dir=img)  # same stem: reuses the descriptor cache
+    assert len(pairs.parse_pairs(seq)) >= 5
