@@ -316,6 +316,15 @@ def verified_pair_stats(database_path: Path) -> dict[str, Any]:
         }
 
 
+def images_per_camera(database_path: Path) -> dict[int, int]:
+    """Number of images of each camera id in a database."""
+    with pycolmap.Database.open(str(database_path)) as db:
+        counts: dict[int, int] = defaultdict(int)
+        for image in db.read_all_images():
+            counts[image.camera_id] += 1
+        return dict(counts)
+
+
 # ---------------------------------------------------------------------------------------------------- mapping
 def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: str = "incremental",
                 options: Mapping[str, Any] | None = None,

@@ -145,3 +145,21 @@ def test_default_pairs_and_cli_conf():
     assert conf["verification"] == {"ransac": {"max_error": 2}}
     with pytest.raises(reconstruct.ConfigError):
         reconstruct.resolve_conf({"mapperr": {}}, 10)
+
+
+def test_principal_point_refinement_choice(tmp_path):
+    from l2m_sfm import colmap
+
+    names = [f"{i}.jpg" for i in range(6)]
+    for n in names:
+        Image.new("RGB", (32, 24)).save(tmp_path / n)
+    sizes = {n: (32, 24) for n in names}
+    colmap.create_database(tmp_path / "single.db", tmp_path, names, sizes, "single")
+    colmap.create_database(tmp_path / "each.db", tmp_path, names, sizes, "per-image")
+    conf = reconstruct.resolve_conf(None, 6)
+    assert reconstruct.refine_principal_point(conf, tmp_path / "single.db") is True
+    assert reconstruct.refine_principal_point(conf, tmp_path / "each.db") is False
+    conf["camera"]["intrinsics"] = "30,30,16,12"
+    assert reconstruct.refine_principal_point(conf, tmp_path / "single.db") is False
+    conf["camera"]["refine_principal_point"] = True
+    assert reconstruct.refine_principal_point(conf, tmp_path / "each.db") is True
