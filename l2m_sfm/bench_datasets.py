@@ -150,7 +150,8 @@ def load_scannet1500(meta_dir: Path) -> list[BenchPair]:
 
 
 def scannet_image_candidates(root: Path, name: str) -> list[Path]:
-    """LoFTR layout `<root>/<scene>/color/<frame>.jpg`, or ScanNet/SuperGlue `<root>/[scans_test/]<scene>/sens/frame-%06d.color.jpg`."""
+    """LoFTR layout `<root>/<scene>/color/<frame>.jpg`, or ScanNet/SuperGlue
+    `<root>/[scans_test/]<scene>/sens/frame-%06d.color.jpg`."""
     scene, _, file = Path(name).parts
     frame = int(Path(file).stem)
     sens = f"frame-{frame:06d}.color.jpg"

@@ -34,7 +34,8 @@ class Protocol:
 
     name: str
     dataset: str
-    resize: str  # image given to the matcher: "none" | "long:N[/M]" | "short:N[/M]" | "fixed:WxH" (M: floor to multiple)
+    resize: str  # image given to the matcher: "none" | "long:N[/M]" | "short:N[/M]" | "fixed:WxH" (/M: floor
+    #              the size to a multiple of M)
     max_matches: int | None  # keep the N highest-scoring matches, None = all
     estimator: str  # "opencv" (findEssentialMat + recoverPose) | "poselib" | "pycolmap"
     opencv_method: str  # "RANSAC" | "USAC_MAGSAC" (opencv only)

@@ -122,7 +122,8 @@ def write_megadepth(root: Path, world: World, stems: dict[str, list[tuple[int, i
                     ) -> tuple[Path, Path, dict[str, tuple[World, int]]]:
     """LoFTR layout: <root>/Undistorted_SfM/<scene>/images/*.jpg and <root>/scene_info/<stem>.npz + list file.
 
-    Returns (data root, meta folder, oracle index name -> (world, camera)). The npz arrays have None holes like the real ones.
+    Returns (data root, meta folder, oracle index name -> (world, camera)). The npz arrays have None holes
+    like the real ones.
     """
     n = len(world.cams)
     paths = np.empty(2 * n + 1, object)
@@ -177,7 +178,8 @@ def write_colmap_scene(scene: Path, world: World, names: list[str]) -> dict[str,
     for i, name in enumerate(names):
         K, T, (w, h) = world.cams[i]
         world.write_image(i, scene / "images" / name)
-        cams.append(f"{i + 1} PINHOLE {w} {h} " + " ".join(repr(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])))
+        params = " ".join(repr(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+        cams.append(f"{i + 1} PINHOLE {w} {h} {params}")
         qx, qy, qz, qw = pycolmap.Rotation3d(T[:3, :3]).quat
         pose = " ".join(repr(float(v)) for v in (qw, qx, qy, qz, *T[:3, 3]))
         imgs.append(f"{i + 1} {pose} {i + 1} {name}\n")

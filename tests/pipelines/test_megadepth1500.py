@@ -109,7 +109,8 @@ def test_full_loop_on_a_synthetic_megadepth_root(fake_root, tmp_path):
     pairs_json = json.loads((out / "oracle" / "loftr" / "pairs.json").read_text())
     assert len(pairs_json["pairs"]) == 5 and pairs_json["pairs"][0]["num_matches"] > 50
     assert (out / "results_loftr.json").exists()
-    for f in ("loftr_recall.png", "loftr_scatter.png", "worst/loftr/oracle_worst1.png", "worst/loftr/oracle_worst2.png"):
+    for f in ("loftr_recall.png", "loftr_scatter.png", "worst/loftr/oracle_worst1.png",
+              "worst/loftr/oracle_worst2.png"):
         assert (out / "plots" / f).stat().st_size > 1000
     cache = list((out / "predictions").glob("megadepth1500_oracle_long-840-8_*.h5"))
     assert len(cache) == 1
