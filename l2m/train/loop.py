@@ -193,8 +193,11 @@ def validate(task, model: nn.Module, loader: DataLoader, device: torch.device) -
     return {k: s / max(c, 1e-12) for k, (s, c) in sums.items()}
 
 
-def train(task, conf: Mapping[str, Any], resume: bool = False) -> Path:
-    """Train `task` for conf.steps steps; returns the output directory. `resume`: continue from its last checkpoint."""
+def train(task, conf: Mapping[str, Any], resume: bool = False, on_finish=None) -> Path:
+    """Train `task` for conf.steps steps; returns the output directory. `resume`: continue from its last checkpoint.
+
+    `on_finish(model)` is called with the unwrapped model once conf.steps is reached (not on an early stop).
+    """
     conf = merge_conf(default_conf, conf, "train")
     if not conf["output_dir"]:
         raise ValueError("train: conf.output_dir is required (where checkpoints and logs go)")
@@ -323,16 +326,21 @@ def train(task, conf: Mapping[str, Any], resume: bool = False) -> Path:
             acc, n_acc, t0 = {}, 0, time.time()
         if step % conf["checkpoint_every"] == 0 or step == conf["steps"]:
             _checkpoint(out, model, opt, sched, scaler, step, conf, is_main, conf["keep_checkpoints"])
-        if conf["val_every"] and (step % conf["val_every"] == 0 or step == conf["steps"]):
+        validated = conf["val_every"] and (step % conf["val_every"] == 0 or step == conf["steps"])
+        if validated:
             run_val(step)
         if _should_stop(conf, step, t_start):
             if step % conf["checkpoint_every"] and step != conf["steps"]:
                 _checkpoint(out, model, opt, sched, scaler, step, conf, is_main, conf["keep_checkpoints"])
+            if conf["val_every"] and not validated:
+                run_val(step)  # a staged / time-boxed run ends with a validation (after the checkpoint)
             if is_main:
                 print(f"[train] stopping at step {step} (stop_at_step / max_minutes); resume to continue", flush=True)
             break
     if writer is not None:
         writer.close()
+    if on_finish is not None and step >= conf["steps"]:
+        on_finish(unwrap(model))
     if dist.is_initialized():
         dist.barrier()
     return out

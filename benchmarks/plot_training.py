@@ -1,0 +1,112 @@
+"""Loss curves and validation metrics of training runs (OUTPUT/metrics.jsonl written by l2m.train.loop).
+
+    python benchmarks/plot_training.py RUN_DIR [RUN_DIR ...] --output curves.png [--json summary.json]
+
+Plots the training loss (raw and moving average) against the step, one panel per run, and the validation
+metrics; prints a table of each validation metric at the first and last validation step and writes it as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# headline validation metrics per stage (plotted; all metrics go to the table)
+HEADLINE = ("epe_px_fine", "pck3", "student_l1", "teacher_l1", "student_cos")
+
+
+def read_log(run: Path) -> tuple[list[dict], list[dict]]:
+    """(train records, validation records) of a run folder."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run} is not a training run folder (l2m.train.loop output)")
+    recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return [r for r in recs if r["split"] == "train"], [r for r in recs if r["split"] == "val"]
+
+
+def moving_average(x: list[float], k: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(x):
+        acc += v
+        if i >= k:
+            acc -= x[i - k]
+        out.append(acc / min(i + 1, k))
+    return out
+
+
+def summarize(val: list[dict]) -> dict[str, dict[str, float]]:
+    """{metric: {"start_step", "start", "end_step", "end"}} over the validation records."""
+    if not val:
+        return {}
+    first, last = val[0], val[-1]
+    keys = [k for k in first if k not in ("step", "split", "time")]
+    return {k: {"start_step": first["step"], "start": first[k], "end_step": last["step"], "end": last.get(k)}
+            for k in keys}
+
+
+def plot(runs: list[Path], output: Path) -> dict:
+    n = len(runs)
+    fig, axes = plt.subplots(n, 2, figsize=(11, 3.6 * n), squeeze=False)
+    summary = {}
+    for i, run in enumerate(runs):
+        tr, val = read_log(run)
+        steps = [r["step"] for r in tr]
+        loss = [r["total"] for r in tr]
+        ax = axes[i, 0]
+        ax.plot(steps, loss, alpha=0.35, lw=1, label="train loss (per log interval)")
+        ax.plot(steps, moving_average(loss, 10), lw=2, label="moving average (10)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"{run.name}: training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax = axes[i, 1]
+        for k in HEADLINE:
+            pts = [(r["step"], r[k]) for r in val if k in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=k)
+        ax.set_xlabel("step")
+        ax.set_title(f"{run.name}: validation (held-back synthetic pairs)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        summary[str(run)] = {"train_steps": steps[-1] if steps else 0,
+                             "train_loss_first": loss[0] if loss else None,
+                             "train_loss_last10": sum(loss[-10:]) / len(loss[-10:]) if loss else None,
+                             "val": summarize(val)}
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.stem + ".tmp" + output.suffix)
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(output)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--output", type=Path, required=True, help="PNG file")
+    ap.add_argument("--json", type=Path, help="summary JSON (default: next to the PNG)")
+    args = ap.parse_args(argv)
+    summary = plot(args.runs, args.output)
+    for run, s in summary.items():
+        print(f"\n{run}: {s['train_steps']} steps, loss {s['train_loss_first']:.4g} -> "
+              f"{s['train_loss_last10']:.4g} (mean of the last 10 logs)")
+        print(f"{'metric':<16}{'start':>12}{'end':>12}   steps")
+        for k, v in s["val"].items():
+            print(f"{k:<16}{v['start']:>12.4g}{v['end']:>12.4g}   {v['start_step']} -> {v['end_step']}")
+    js = args.json or args.output.with_suffix(".json")
+    tmp = js.with_name(js.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(js)
+    print(f"\nwrote {args.output} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Command line shared by pipelines/train_stage1.py and pipelines/train_stage2.py.
+
+    python pipelines/train_stage2.py --preset stage2_tiny_cpu --output runs/s2 --images DIR [--resume] [k=v ...]
+    torchrun --nproc_per_node 4 pipelines/train_stage2.py --preset stage2_l2mpp_gpu --output runs/s2 ...
+
+A preset is `pipelines/configs/<name>.json` (or any JSON file given with --conf) holding {"train": loop conf,
+"task": stage conf, "doc": "..."}; `key=value` overrides address the same tree (`train.steps=100`,
+`task.data.views_per_image=2`). The resolved config is written to OUTPUT/config.json; at the last step the
+trained weights are exported (stage 1: OUTPUT/encoder.pt, stage 2: OUTPUT/matcher.pt).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ..config import ConfigError, merge_conf, parse_overrides
+from .loop import default_conf as loop_default_conf
+from .loop import dist_info, latest_checkpoint, train
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
+
+
+def load_preset(name_or_path: str) -> dict:
+    """A preset by name (pipelines/configs/<name>.json) or by path."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = CONFIG_DIR / f"{name_or_path}.json"
+    if not p.is_file():
+        known = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.json")))
+        raise FileNotFoundError(f"Training preset {name_or_path!r} not found ({p}); known presets: {known}")
+    conf = json.loads(p.read_text())
+    conf.pop("doc", None)
+    return conf
+
+
+def main(stage: int, argv: Sequence[str] | None = None) -> Path:
+    """Parse the command line, train stage `stage` (1 or 2), export the weights; returns the output folder."""
+    from .stage1 import Stage1Task, task_default_conf as s1_conf
+    from .stage2 import Stage2Task, default_conf as s2_conf
+
+    ap = argparse.ArgumentParser(description=f"Train L2M stage {stage} (see pipelines/configs/*.json)")
+    ap.add_argument("--preset", default=f"stage{stage}_tiny_cpu", help="preset name or JSON path")
+    ap.add_argument("--output", required=True, type=Path, help="run folder (checkpoints, logs, weights)")
+    ap.add_argument("--images", type=Path, help="folder of photos for the synthetic pairs (task.data.images)")
+    ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100")
+    args = ap.parse_args(argv)
+
+    preset = load_preset(args.preset)
+    over = parse_overrides(args.overrides)
+    unknown = set(over) - {"train", "task"}
+    if unknown:
+        raise ConfigError(f"Overrides must start with train. or task., got {sorted(unknown)}")
+    task_defaults = s1_conf if stage == 1 else s2_conf
+    task_conf = merge_conf(task_defaults, preset.get("task"), "task")
+    task_conf = merge_conf(task_conf, over.get("task"), "task")
+    if args.images:
+        task_conf["data"] = {**task_conf["data"], "images": str(args.images)}
+    loop_conf = merge_conf(loop_default_conf, preset.get("train"), "train")
+    loop_conf = merge_conf(loop_conf, over.get("train"), "train")
+    loop_conf["output_dir"] = str(args.output)
+    if args.resume and latest_checkpoint(args.output) is None and dist_info()[0] == 0:
+        print(f"[train] --resume: no checkpoint in {args.output} yet, starting from step 0", flush=True)
+
+    Task = Stage1Task if stage == 1 else Stage2Task
+    task = Task(task_conf, loop_conf["batch_size"])
+    model_holder: dict = {}
+    out = train(task, loop_conf, resume=args.resume, on_finish=lambda m: model_holder.update(model=m))
+    if dist_info()[0] == 0 and "model" in model_holder:
+        path = out / ("encoder.pt" if stage == 1 else "matcher.pt")
+        task.export(model_holder["model"], path)
+        print(f"[train] wrote {path}", flush=True)
+    return out
