@@ -14,6 +14,7 @@ file and the folder to put it in.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -87,9 +88,14 @@ def unwrap_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a checkpoint file on CPU with weights_only=True and unwrap it."""
     try:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+        # FiT3D / L2M-ICCV files store their argparse Namespace under "args": allow that plain container only
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — re-raised with the file name
-        raise CheckpointMismatchError(f"Could not read checkpoint {path}: {e}") from e
+        raise CheckpointMismatchError(
+            f"Could not read checkpoint {path} with torch.load(weights_only=True): {e}\n"
+            "If the file pickles other Python objects, re-save only its state dict "
+            "(torch.save(ckpt['model'], 'clean.pth')) in a trusted environment.") from e
     return unwrap_state_dict(obj)
 
 

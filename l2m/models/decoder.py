@@ -47,7 +47,7 @@ class DecoderConfig:
     anchors: int = 64
     disp_dims: dict[int, int] = field(default_factory=lambda: {16: 128, 8: 64, 4: 32, 2: 16, 1: 6})
     radii: dict[int, int] = field(default_factory=lambda: {16: 7, 8: 3, 4: 2, 2: 0, 1: 0})
-    hidden_blocks: int = 8
+    hidden_blocks: int | dict[int, int] = 8  # per level when a dict
     refine_init: float = 4.0
 
     def to_dict(self) -> dict:
@@ -55,14 +55,14 @@ class DecoderConfig:
 
 
 def tiny_decoder_config(in_dims: dict[int, int]) -> DecoderConfig:
-    """The l2m-tiny decoder: same design, CPU-sized widths (GP 64, transformer 192×3, anchors 32², 2 hidden)."""
+    """The l2m-tiny decoder: same design, CPU-sized widths (GP 64, transformer 192×3, anchors 32²)."""
     return DecoderConfig(
         in_dims=dict(in_dims),
         proj_dims={16: 128, 8: 64, 4: 32, 2: 16, 1: 8},
         gp_dim=64, transformer_depth=3, transformer_heads=4, anchors=32,
         disp_dims={16: 32, 8: 32, 4: 16, 2: 8, 1: 6},
         radii={16: 3, 8: 3, 4: 2, 2: 0, 1: 0},
-        hidden_blocks=2)
+        hidden_blocks={16: 2, 8: 1, 4: 1, 2: 1, 1: 0})
 
 
 class Decoder(nn.Module):
@@ -81,7 +81,8 @@ class Decoder(nn.Module):
         self.embedding_decoder = TransformerDecoder(cfg.gp_dim + cfg.proj_dims[coarse], cfg.transformer_depth,
                                                     cfg.transformer_heads, cfg.anchors)
         self.conv_refiner = nn.ModuleDict({
-            str(lv): ConvRefiner(cfg.proj_dims[lv], cfg.disp_dims[lv], cfg.radii[lv], cfg.hidden_blocks)
+            str(lv): ConvRefiner(cfg.proj_dims[lv], cfg.disp_dims[lv], cfg.radii[lv],
+                                 cfg.hidden_blocks if isinstance(cfg.hidden_blocks, int) else cfg.hidden_blocks[lv])
             for lv in cfg.levels})
 
     def project(self, feats: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:

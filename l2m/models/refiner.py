@@ -14,24 +14,30 @@ from torch import nn
 from .gp import cell_centres
 
 
-def local_correlation(fa: torch.Tensor, fb: torch.Tensor, flow: torch.Tensor, radius: int) -> torch.Tensor:
+def local_correlation(fa: torch.Tensor, fb: torch.Tensor, flow: torch.Tensor, radius: int,
+                      budget: int = 1 << 25) -> torch.Tensor:
     """(B, C, h, w) x2, flow (B, 2, h, w) -> (B, (2r+1)², h, w) = <f_A, f_B(flow + offset)> / sqrt(C).
 
     Offsets are k·2/w in x and k·2/h in y for k = -r..r, channel (ky + r)(2r + 1) + (kx + r), bilinear sampling
-    with zero padding. Memory is O(B·C·h·w): one offset at a time instead of the full window tensor.
+    with zero padding, no gradient. Offsets are sampled in groups so the sampled window tensor never holds more
+    than `budget` elements (the full-size level-16 window would be ~1.5 GB per pair).
     """
     b, c, h, w = fa.shape
     k = 2 * radius + 1
-    coords = flow.permute(0, 2, 3, 1).float()
-    fa32, fb32 = fa.float() / c ** 0.5, fb.float()
-    out = fa.new_empty((b, k * k, h, w), dtype=torch.float32)
     with torch.no_grad():
-        for iy in range(k):
-            for ix in range(k):
-                off = torch.tensor([(ix - radius) * 2 / w, (iy - radius) * 2 / h], device=fa.device)
-                s = F.grid_sample(fb32, coords + off, mode="bilinear", padding_mode="zeros", align_corners=False)
-                out[:, iy * k + ix] = (fa32 * s).sum(1)
-    return out.to(fa.dtype)
+        d = torch.arange(-radius, radius + 1, dtype=torch.float32, device=fa.device)
+        oy, ox = torch.meshgrid(d * 2 / h, d * 2 / w, indexing="ij")
+        offsets = torch.stack((ox, oy), dim=-1).reshape(-1, 2)
+        coords = flow.permute(0, 2, 3, 1).float()
+        fa32, fb32 = fa.float() / c ** 0.5, fb.float()
+        group = max(1, budget // (b * c * h * w))
+        out = []
+        for s in range(0, k * k, group):
+            o = offsets[s:s + group]
+            grid = (coords[:, :, :, None, :] + o).reshape(b, h, w * len(o), 2)
+            win = F.grid_sample(fb32, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out.append(torch.einsum("bchwk,bchw->bkhw", win.reshape(b, c, h, w, len(o)), fa32))
+        return torch.cat(out, dim=1).to(fa.dtype)
 
 
 def _block(c: int) -> nn.Sequential:

@@ -21,7 +21,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .checkpoint import load_into, read_state_dict
+from .checkpoint import load_into, read_state_dict, unwrap_state_dict
 
 VIT_SIZES = {  # name: (timm model, embed dim)
     "small": ("vit_small_patch14_dinov2", 384),
@@ -58,7 +58,9 @@ class DinoV2Encoder(nn.Module):
 def load_dinov2_weights(encoder: DinoV2Encoder, source: str | os.PathLike | Mapping[str, torch.Tensor],
                         strict: bool = True) -> None:
     """Load DINOv2 / timm / FiT3D-format ViT weights; only ``mask_token`` may be dropped silently."""
-    state = dict(source) if isinstance(source, Mapping) else read_state_dict(source)
+    is_dict = isinstance(source, Mapping)
+    state = unwrap_state_dict(source) if is_dict else read_state_dict(source)
     state = {(k[4:] if k.startswith("vit.") else k): v for k, v in state.items()}
-    load_into(encoder.vit, state, strict=strict, source=f"ViT-{encoder.size} weights {source if not isinstance(source, Mapping) else ''}".strip(),
+    where = "state dict" if is_dict else str(source)
+    load_into(encoder.vit, state, strict=strict, source=f"ViT-{encoder.size}/14 weights ({where})",
               drop=("mask_token",))

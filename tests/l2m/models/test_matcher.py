@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import torch
+
+from l2m.models.matcher import L2M, resize_image
+from l2m_test_models import build_micro
+
+
+@pytest.mark.parametrize("coarse,up", [(56, None), (56, 84), (70, 112), ((56, 84), None)])
+def test_output_shapes(micro_model, pair, coarse, up):
+    micro_model.conf.update(coarse_res=coarse, upsample_res=up)
+    out = micro_model.match(*pair)
+    hc, wc = (coarse, coarse) if isinstance(coarse, int) else coarse
+    h, w = (up, up) if up else (hc, wc)
+    assert out.warp.shape == (h, 2 * w, 4) and out.certainty.shape == (h, 2 * w)
+    assert out.warp_coarse.shape == (hc, 2 * wc, 4) and out.certainty_coarse.shape == (hc, 2 * wc)
+    assert out.warp.abs().max() <= 1 and 0 <= out.certainty.min() and out.certainty.max() <= 1
+    # grids: left half carries A's cell centres, right half B's
+    assert torch.allclose(out.warp[0, 0, :2], torch.tensor([-1 + 1 / w, -1 + 1 / h]))
+    assert torch.allclose(out.warp[-1, -1, 2:], torch.tensor([1 - 1 / w, 1 - 1 / h]))
+    micro_model.conf.update(coarse_res=56, upsample_res=84)
+
+
+def test_non_multiple_resolution_is_rejected(micro_model, pair):
+    micro_model.conf.update(coarse_res=100)
+    try:
+        with pytest.raises(ValueError, match="multiple of 14"):
+            micro_model.match(*pair)
+    finally:
+        micro_model.conf.update(coarse_res=56)
+
+
+def test_deterministic_with_seed(pair):
+    a = build_micro(seed=3).match(*pair)
+    b = build_micro(seed=3).match(*pair)
+    assert torch.equal(a.warp, b.warp) and torch.equal(a.certainty, b.certainty)
+
+
+def test_symmetric_output_is_consistent_under_swap(micro_model, pair):
+    ab = micro_model.match(pair[0], pair[1])
+    ba = micro_model.match(pair[1], pair[0])
+    w = ab.warp.shape[1] // 2
+    # A->B half of (A, B) equals the right half of (B, A) with the coordinate pairs swapped
+    assert torch.allclose(ab.warp[:, :w], ba.warp[:, w:][..., [2, 3, 0, 1]], atol=1e-5)
+    assert torch.allclose(ab.certainty[:, :w], ba.certainty[:, w:], atol=1e-5)
+    assert torch.allclose(ab.warp[:, w:], ba.warp[:, :w][..., [2, 3, 0, 1]], atol=1e-5)
+
+
+def test_feature_cache_gives_identical_outputs_and_is_used(pair):
+    cached = build_micro({"cache_size": 8})
+    plain = build_micro()
+    rng = np.random.default_rng(1)
+    c = rng.integers(0, 255, pair[0].shape).astype(np.uint8)
+    images = {"a": pair[0], "b": pair[1], "c": c}
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    for n0, n1 in pairs:
+        o1 = cached.match(images[n0], images[n1], n0, n1)
+        o2 = plain.match(images[n0], images[n1])
+        assert torch.equal(o1.warp, o2.warp) and torch.equal(o1.certainty, o2.certainty)
+    # 3 images x 2 passes encoded once each: 6 misses, the other 6 look-ups are hits
+    assert cached.cache.misses == 6 and cached.cache.hits == 6
+    assert len(plain.cache.data) == 0
+
+
+def test_batch_of_pairs_equals_single_pairs(micro_model, pair):
+    micro_model.conf.update(pair_batch=2)
+    outs = micro_model.match_batch([pair, pair[::-1], pair])
+    single = micro_model.match(*pair)
+    assert len(outs) == 3
+    assert torch.allclose(outs[0].warp, single.warp, atol=1e-5)
+    assert torch.allclose(outs[2].certainty, single.certainty, atol=1e-5)
+
+
+def test_training_forward_returns_levels(micro_model):
+    micro_model.train()
+    try:
+        batch = {"im_A": torch.rand(2, 3, 56, 56), "im_B": torch.rand(2, 3, 56, 56)}
+        out = micro_model(batch)
+        assert list(out) == [16, 8, 4, 2, 1]
+        assert out[16]["gm_cls"].shape == (2, 256, 4, 4) and out[1]["flow"].shape == (2, 2, 56, 56)
+        sym = micro_model(batch, symmetric=True)
+        assert sym[1]["flow"].shape[0] == 4
+        # the external ViT is frozen and outside the module tree
+        assert not any(p is q for p in micro_model.parameters() for q in micro_model.coarse_encoder.parameters())
+        assert not micro_model.coarse_encoder.training
+    finally:
+        micro_model.eval()
+
+
+def test_inputs_paths_tensors_and_arrays_agree(micro_model, pair, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(pair[0]).save(tmp_path / "a.png")
+    x = resize_image(tmp_path / "a.png", (56, 70))
+    y = resize_image(pair[0], (56, 70))
+    assert x.shape == (1, 3, 56, 70) and torch.equal(x, y)
+    t = resize_image(torch.from_numpy(pair[0]).permute(2, 0, 1), (56, 70))
+    assert (t - y).abs().mean() < 0.02
+
+
+def test_pixel_conversion_convention():
+    m = torch.tensor([[-1 + 1 / 640, -1 + 1 / 480, 1 - 1 / 320, 0.0]])
+    pa, pb = L2M.to_pixel_coordinates(m, 480, 640, 240, 320)
+    assert torch.allclose(pa, torch.tensor([[0.5, 0.5]]), atol=1e-4) and torch.allclose(pb, torch.tensor([[319.5, 120.0]]), atol=1e-4)
+    pa, _ = L2M.to_pixel_coordinates(m, 480, 640, 240, 320, hloc=True)
+    assert torch.allclose(pa, torch.tensor([[0.0, 0.0]]), atol=1e-4)
