@@ -98,7 +98,7 @@ def _render_torch(means, scales, opacities, values, K, T_world_to_cam, height, w
         keep &= torch.isfinite(uv).all(-1)
         gidx = torch.nonzero(keep).squeeze(1)
         # depth order of the kept Gaussians
-        gidx = gidx[torch.argsort(z[gidx])]
+        gidx = gidx[torch.argsort(z[gidx], stable=True)]  # ties: input order
         rank = torch.arange(len(gidx), device=device)
         lo = torch.floor((uv[gidx] - rad[gidx]) / tile).long()
         hi = torch.floor((uv[gidx] + rad[gidx]) / tile).long()

@@ -34,6 +34,8 @@ default_conf: dict[str, Any] = {
     "scale": 0.6,                # footprint std in A, in units of stride
     "opacity": 0.95,
     "feature_supersample": 2,    # render features at this multiple of the token grid, then area-pool
+    "low_pass": 0.3,             # splat low-pass variance in px² of the IMAGE (scaled to the render grid, so
+                                 # coarse feature renders point-sample the lifted field instead of blurring it)
     "alpha_threshold": 0.5,
     "input_view": "engine",      # "engine": data-engine image_B; "splat": splatted colour of A in B
     "normalize": True,           # ImageNet mean/std on encoder inputs
@@ -68,7 +70,8 @@ def lift_to_gaussians(image: Tensor, depth: Tensor, K: Tensor, feats: Tensor, st
     pts = unproject(z.float(), K.float(), xy)[keep]
     rgb = image[:, ys][:, :, xs].permute(1, 2, 0)[keep]
     grid = torch.stack([2 * xy[..., 0] / W - 1, 2 * xy[..., 1] / H - 1], -1)[keep]
-    f = F.grid_sample(feats[None].float(), grid[None, None], mode="bilinear", align_corners=False)[0, :, 0].T
+    f = F.grid_sample(feats[None].float(), grid[None, None], mode="bilinear", padding_mode="border",
+                      align_corners=False)[0, :, 0].T  # border: no fading towards zero at the image edge
     f_mean = 0.5 * (K[0, 0] + K[1, 1]).float()
     scales = scale * stride * z[keep].float() / f_mean
     return {"means": pts, "scales": scales, "opacities": torch.full_like(scales, opacity),
@@ -121,13 +124,14 @@ class Stage1Model(nn.Module):
             K = batch["K_B"][i].float().clone()
             K[0] *= wb * r / Wb
             K[1] *= hb * r / Hb
+            sconf = {**c["splatter"], "low_pass": c["low_pass"] * (wb * r / Wb) * (hb * r / Hb)}
             out = render_gaussians(g["means"], g["scales"], g["opacities"], g["values"][:, 3:], K, T, hb * r,
-                                   wb * r, c["splatter"])
+                                   wb * r, sconf)
             feats.append(F.avg_pool2d(out["values"][None], r)[0])
             alphas.append(F.avg_pool2d(out["alpha"][None, None], r)[0, 0])
             if c["input_view"] == "splat":
                 rgb = render_gaussians(g["means"], g["scales"], g["opacities"], g["values"][:, :3],
-                                       batch["K_B"][i].float(), T, Hb, Wb, c["splatter"])
+                                       batch["K_B"][i].float(), T, Hb, Wb, {**c["splatter"], "low_pass": c["low_pass"]})
                 colours.append(rgb["values"])
         alpha = torch.stack(alphas)
         target = torch.stack(feats) / alpha.clamp(min=1e-6)[:, None]
