@@ -1,0 +1,104 @@
+"""hloc plugin: ``confs`` presets in hloc's dense-matcher shape and a BaseModel matcher, registered on demand.
+
+Usage with an installed hloc (never imported by l2m-sfm otherwise)::
+
+    from l2m_sfm import hloc as l2m_hloc
+    l2m_hloc.register()                       # creates the module hloc.matchers.l2m
+    from hloc import match_dense
+    match_dense.main(l2m_hloc.confs["l2m"], pairs, image_dir, export_dir=outputs)
+
+``register()`` uses the sys.modules route (spec hloc_and_pycolmap.md A7): a module object named
+``hloc.matchers.l2m`` holding exactly one BaseModel subclass whose ``__module__`` is that name (no ``Model``
+alias, which would break hloc's exactly-one check in ``dynamic_load``).
+
+Model contract (A3): input ``{"image0": (1,C,H,W), "image1": (1,C,H,W)}`` in [0, 1] (C = 1 is repeated to RGB;
+use ``grayscale: False``); output float tensors without batch dimension ``keypoints0`` (N, 2), ``keypoints1``
+(N, 2) in pixels of the preprocessed images, hloc convention (top-left pixel centre (0, 0)), and ``scores`` (N,).
+"""
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+MODULE_NAME = "hloc.matchers.l2m"
+
+_preprocessing = {"grayscale": False, "resize_max": 1024, "dfactor": 8}
+confs: dict[str, dict[str, Any]] = {
+    # scalable defaults (like hloc's loftr_aachen): 2 px assignment radius, one keypoint per 8 px cell
+    "l2m": {"output": "matches-l2m", "model": {"name": "l2m", "variant": "l2m-tiny"},
+            "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
+    "l2m-vitb": {"output": "matches-l2m-vitb", "model": {"name": "l2m", "variant": "l2m-vitb"},
+                 "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
+    "l2m++": {"output": "matches-l2mpp", "model": {"name": "l2m", "variant": "l2m++"},
+              "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
+}
+
+model_default_conf: dict[str, Any] = {
+    "variant": "l2m-tiny",
+    "weights": None,
+    "coarse_weights": None,
+    "coarse_res": None,
+    "upsample_res": None,  # None: variant default; 0: no second pass
+    "normalize": None,
+    "num_samples": 5000,
+    "sample_thresh": 0.05,
+    "seed": 0,
+    "max_num_matches": None,  # keep the top-k by certainty
+}
+
+
+def make_model_class(base: type, module_name: str = MODULE_NAME) -> type:
+    """Build the L2M dense matcher as a subclass of hloc's BaseModel (passed in, so hloc stays optional)."""
+    import torch
+
+    class L2MDense(base):  # type: ignore[misc, valid-type]
+        default_conf = dict(model_default_conf)
+        required_inputs = ["image0", "image1"]
+
+        def _init(self, conf: dict) -> None:
+            from l2m.models.zoo import build_model
+
+            model_conf = {k: conf[k] for k in ("coarse_res", "normalize", "num_samples", "sample_thresh")
+                          if conf.get(k) is not None}
+            if conf.get("upsample_res") is not None:
+                model_conf["upsample_res"] = conf["upsample_res"] or None
+            self.net = build_model(conf["variant"], weights=conf["weights"], coarse_weights=conf["coarse_weights"],
+                                   conf=model_conf)
+
+        def _forward(self, data: dict) -> dict:
+            im0, im1 = (im.expand(3, -1, -1) if im.shape[0] == 1 else im
+                        for im in (data["image0"][0], data["image1"][0]))
+            out = self.net.match(im0.float(), im1.float())
+            gen = torch.Generator().manual_seed(int(self.conf["seed"]))
+            matches, scores = self.net.sample(out, generator=gen)
+            (h0, w0), (h1, w1) = im0.shape[-2:], im1.shape[-2:]
+            k0, k1 = self.net.to_pixel_coordinates(matches, h0, w0, h1, w1, hloc=True)
+            k = self.conf.get("max_num_matches")
+            if k is not None and len(scores) > k:
+                top = torch.topk(scores, k).indices
+                k0, k1, scores = k0[top], k1[top], scores[top]
+            return {"keypoints0": k0.float(), "keypoints1": k1.float(), "scores": scores.float()}
+
+    L2MDense.__module__ = module_name
+    L2MDense.__qualname__ = "L2MDense"
+    return L2MDense
+
+
+def register() -> type:
+    """Make ``confs["l2m*"]`` usable by an installed hloc: create and register ``hloc.matchers.l2m``."""
+    try:
+        import hloc.matchers as matchers
+        from hloc.utils.base_model import BaseModel
+    except ImportError as e:
+        raise ImportError("l2m_sfm.hloc.register() needs hloc installed (github.com/cvg/Hierarchical-Localization; "
+                          "it is not on PyPI). l2m-sfm itself does not need hloc.") from e
+    existing = sys.modules.get(MODULE_NAME)
+    if existing is not None and getattr(existing, "L2MDense", None) is not None:
+        return existing.L2MDense
+    module = types.ModuleType(MODULE_NAME, "L2M dense matcher (registered by l2m_sfm.hloc)")
+    cls = make_model_class(BaseModel, MODULE_NAME)
+    module.L2MDense = cls
+    sys.modules[MODULE_NAME] = module
+    matchers.l2m = module
+    return cls

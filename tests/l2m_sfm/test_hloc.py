@@ -1,0 +1,96 @@
+"""The hloc plugin against hloc's BaseModel / dynamic_load contract (spec A7), without importing hloc."""
+import inspect
+import sys
+import types
+from abc import ABCMeta, abstractmethod
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from l2m_sfm import hloc as plugin
+
+
+class FakeBaseModel(nn.Module, metaclass=ABCMeta):
+    """Mirror of hloc.utils.base_model.BaseModel (A7)."""
+
+    default_conf = {}
+    required_inputs = []
+
+    def __init__(self, conf):
+        super().__init__()
+        self.conf = conf = {**self.default_conf, **conf}
+        self.required_inputs = self.required_inputs.copy()
+        self._init(conf)
+
+    def forward(self, data):
+        for key in self.required_inputs:
+            assert key in data, "Missing key {} in data".format(key)
+        return self._forward(data)
+
+    @abstractmethod
+    def _init(self, conf):
+        raise NotImplementedError
+
+    @abstractmethod
+    def _forward(self, data):
+        raise NotImplementedError
+
+
+def fake_dynamic_load(module_name):
+    """hloc.utils.base_model.dynamic_load: exactly one BaseModel subclass defined in that module."""
+    module = sys.modules[module_name]
+    classes = inspect.getmembers(module, inspect.isclass)
+    classes = [c for c in classes if c[1].__module__ == module.__name__]
+    classes = [c for c in classes if issubclass(c[1], FakeBaseModel)]
+    assert len(classes) == 1, classes
+    return classes[0][1]
+
+
+def test_confs_have_hloc_dense_shape():
+    for name, conf in plugin.confs.items():
+        assert set(conf) == {"output", "model", "preprocessing", "max_error", "cell_size"}
+        assert conf["model"]["name"] == "l2m" and conf["output"].startswith("matches-")
+        assert conf["preprocessing"]["grayscale"] is False
+        assert conf["max_error"] > 0 and conf["cell_size"] >= conf["max_error"]
+    assert len({c["output"] for c in plugin.confs.values()}) == len(plugin.confs)
+
+
+@pytest.fixture()
+def registered(monkeypatch):
+    module = types.ModuleType(plugin.MODULE_NAME)
+    cls = plugin.make_model_class(FakeBaseModel)
+    module.L2MDense = cls
+    monkeypatch.setitem(sys.modules, plugin.MODULE_NAME, module)
+    return cls
+
+
+def test_dynamic_load_finds_exactly_one_class(registered):
+    assert fake_dynamic_load(plugin.MODULE_NAME) is registered
+    assert registered.__module__ == plugin.MODULE_NAME and registered.required_inputs == ["image0", "image1"]
+
+
+def test_model_forward_contract(registered):
+    conf = dict(plugin.confs["l2m"]["model"], weights="random", coarse_res=64, num_samples=200, max_num_matches=150)
+    model = registered(conf).eval()
+    assert model.conf["sample_thresh"] == 0.05  # defaults merged
+    with pytest.raises(AssertionError, match="Missing key image1"):
+        model({"image0": torch.rand(1, 3, 48, 64)})
+    rng = np.random.default_rng(0)
+    im0 = torch.from_numpy(rng.random((1, 3, 48, 64), dtype=np.float32))
+    im1 = torch.from_numpy(rng.random((1, 1, 40, 56), dtype=np.float32))
+    with torch.no_grad():
+        pred = model({"image0": im0, "image1": im1})
+    k0, k1, s = pred["keypoints0"], pred["keypoints1"], pred["scores"]
+    assert k0.dtype == torch.float32 and k0.ndim == 2 and k0.shape[1] == 2 and k1.shape == k0.shape
+    assert s.shape == (len(k0),) and 0 < len(k0) <= 150
+    assert k0[:, 0].min() >= -0.5 and k0[:, 0].max() <= 63.5 and k0[:, 1].max() <= 47.5
+    assert k1[:, 0].max() <= 55.5 and k1[:, 1].max() <= 39.5
+    assert len(k0) < 150 or torch.all(s[:-1] >= s[1:])  # truncated by top-k: sorted by certainty
+
+
+def test_register_without_hloc_gives_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "hloc", None)
+    with pytest.raises(ImportError, match="needs hloc installed"):
+        plugin.register()
