@@ -199,7 +199,13 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist or is not a folder; pass --images DIR")
     files: list[str] = []
+    seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop or a folder linked twice: list it once
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root)
         files += [(rel / f).as_posix() for f in filenames if not f.startswith(".")]

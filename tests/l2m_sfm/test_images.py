@@ -98,3 +98,11 @@ def test_listing_reports_every_bad_file(tmp_path, capsys):
     assert main(["--images", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "3 images found" in out and "SKIP  notes.txt: not an image" in out
+
+
+def test_symlink_loop_is_listed_once(tmp_path):
+    (tmp_path / "d").mkdir()
+    Image.fromarray(_gradient()).save(tmp_path / "d" / "a.png")
+    (tmp_path / "d" / "loop").symlink_to(tmp_path / "d", target_is_directory=True)
+    found, skipped = list_images(tmp_path)
+    assert found == ["d/a.png"] and skipped == []
