@@ -7,6 +7,7 @@ A *task* (stage1.Stage1Task, stage2.Stage2Task) supplies the model and data; the
     task.datasets() -> (train, val)          # map-style datasets, item i deterministic in i
     task.validate_batch(model, batch) -> {name: (sum, count)}   # summed metrics of one validation batch
     task.collate (optional)                   # collate_fn for the DataLoader
+    task.validate_extra(model) (optional)     # extra metrics at validation time, main process only
 
 Data order is a function of the step only: the global batch of step s is a contiguous slice of a per-epoch
 permutation seeded by (seed, epoch); rank r takes its slice of that global batch. So a resumed run sees exactly
@@ -280,6 +281,11 @@ def train(task, conf: Mapping[str, Any], resume: bool = False, on_finish=None) -
             return
         saved = _rng_state()  # validation must not perturb the training RNG streams (exact resume)
         metrics = validate(task, model, val_loader, device)
+        if is_main and hasattr(task, "validate_extra"):  # e.g. real-pair pose AUC, main process only
+            m = unwrap(model)
+            m.eval()
+            metrics.update(task.validate_extra(m))
+            m.train()
         _set_rng_state(saved)
         log("val", s, metrics)
         if is_main:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..config import merge_conf
 from .losses import roma_loss
+from .real_val import default_conf as real_val_default_conf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,6 +36,7 @@ default_conf: dict[str, Any] = {
                                    # without SyncBatchNorm, e.g. DDP on CPU; also makes DDP == single process)
     "loss": {},                    # l2m.train.losses.roma_default_conf overrides
     "data": {},                    # l2m.train.datasets.default_conf overrides
+    "real_val": real_val_default_conf,  # optional pose AUC on real pairs with GT cameras (scene=None: off)
 }
 
 
@@ -170,6 +172,13 @@ class Stage2Task:
 
     def validate_batch(self, model: nn.Module, batch) -> dict[str, tuple[float, float]]:
         return stage2_metrics(model, batch)
+
+    def validate_extra(self, model: nn.Module) -> dict[str, float]:
+        """Real-pair pose AUC (l2m.train.real_val) when `real_val.scene` is set; run on rank 0 only."""
+        if not self.conf["real_val"]["scene"]:
+            return {}
+        from .real_val import pose_auc_on_scene
+        return pose_auc_on_scene(model.matcher, self.conf["real_val"])
 
     def export(self, model: nn.Module, path) -> None:
         """Write the trained matcher weights in the zoo's format (loadable with build_model(weights=path))."""
