@@ -57,3 +57,20 @@ def test_stage1_with_a_vit_encoder_identity_view_has_near_zero_loss_and_gradient
     losses["total"].backward()
     grads = [p.grad for p in m.encoder.parameters() if p.grad is not None]
     assert grads and all(p.grad is None for p in m.teacher.parameters())
+
+
+def test_splatted_novel_view_colour_matches_the_rendered_view(plane_pairs):
+    from torch.utils.data import default_collate
+    b = default_collate([plane_pairs(1, 64)[0]])
+    m = Stage1Model(build_coarse_encoder("xfeat"), {"input_view": "splat", "stride": 1})
+    t = m.targets(b)
+    assert t["input_B"].shape == (1, 3, 64, 64)
+    covered = b["depth_B"][0] > 0
+    inner = F.max_pool2d((~covered).float()[None, None], 5, 1, 2)[0, 0] == 0  # away from the view's border
+    err = (t["input_B"][0] - b["image_B"][0]).abs().mean(0)[inner]
+    base = (b["image_A"][0] - b["image_B"][0]).abs().mean(0)[inner]  # not warped at all
+    # measured 0.032 vs 0.055: opaque isotropic splats on a slanted plane blur (~0.8 px) and lean ~0.5 px towards
+    # the nearer side (front-to-back order), which is negligible at the token grid the features are compared on
+    assert inner.sum() > 2000 and float(err.mean()) < 0.04 and float(err.mean()) < 0.7 * float(base.mean()), \
+        (float(err.mean()), float(base.mean()))
+    assert t["mask_B"].float().mean() > 0.5
