@@ -53,7 +53,7 @@ def test_stage1_overfits_one_batch(tmp_path, plane_pairs):
     task = Stage1Task({"resolution": [64, 64], "lr": 3e-4, "lifting": {"hflip": 0.0}}, 2, (ds, ds))
     out = train(task, {**LOOP, "output_dir": tmp_path, "steps": 20, "batch_size": 2, "checkpoint_every": 100})
     losses = _losses(out)
-    assert losses[-1] < 0.7 * losses[0], losses  # measured: 0.363 -> 0.191
+    assert losses[-1] < 0.6 * losses[0], losses  # measured: 0.298 -> 0.097
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, plane_pairs):
