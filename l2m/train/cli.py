@@ -6,7 +6,8 @@
 A preset is `pipelines/configs/<name>.json` (or any JSON file given with --conf) holding {"train": loop conf,
 "task": stage conf, "doc": "..."}; `key=value` overrides address the same tree (`train.steps=100`,
 `task.data.views_per_image=2`). The resolved config is written to OUTPUT/config.json; at the last step the
-trained weights are exported (stage 1: OUTPUT/encoder.pt, stage 2: OUTPUT/matcher.pt).
+trained weights are exported (stage 1: OUTPUT/encoder.pt, stage 2: OUTPUT/matcher.pt); `--export-only` writes
+them from the last checkpoint of an unfinished (e.g. time-boxed) run.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
     ap.add_argument("--output", required=True, type=Path, help="run folder (checkpoints, logs, weights)")
     ap.add_argument("--images", type=Path, help="folder of photos for the synthetic pairs (task.data.images)")
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    ap.add_argument("--export-only", action="store_true",
+                    help="write the weights of the last checkpoint in --output (no training) and exit")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100")
     args = ap.parse_args(argv)
 
@@ -66,6 +69,20 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
 
     Task = Stage1Task if stage == 1 else Stage2Task
     task = Task(task_conf, loop_conf["batch_size"])
+    if args.export_only:
+        import torch
+        saved = args.output / "config.json"
+        if saved.is_file():  # the run's own resolved config, not the preset's
+            task = Task(json.loads(saved.read_text())["task"], loop_conf["batch_size"])
+        ckpt = latest_checkpoint(args.output)
+        if ckpt is None:
+            raise FileNotFoundError(f"--export-only: no checkpoint_*.pt in {args.output}")
+        model = task.build_model()
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
+        path = args.output / ("encoder.pt" if stage == 1 else "matcher.pt")
+        task.export(model, path)
+        print(f"[train] wrote {path} from {ckpt}", flush=True)
+        return args.output
     model_holder: dict = {}
     out = train(task, loop_conf, resume=args.resume, on_finish=lambda m: model_holder.update(model=m))
     if dist_info()[0] == 0 and "model" in model_holder:
