@@ -67,14 +67,21 @@ def plot(runs: list[Path], output: Path) -> dict:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax = axes[i, 1]
-        for k in HEADLINE:
+        ax2 = ax.twinx()  # fractions (PCK, cosine) on the right axis, errors on the left
+        for j, k in enumerate(HEADLINE):
             pts = [(r["step"], r[k]) for r in val if k in r]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=k)
+                frac = k.startswith("pck") or k.endswith("_cos")
+                (ax2 if frac else ax).plot(*zip(*pts), marker="o", color=f"C{j}", ls="--" if frac else "-",
+                                           label=k + (" (right)" if frac else ""))
         ax.set_xlabel("step")
+        ax.set_ylabel("error (EPE px / feature L1)")
+        ax2.set_ylabel("fraction (PCK / cosine)")
         ax.set_title(f"{run.name}: validation (held-back synthetic pairs)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=8)
         summary[str(run)] = {"train_steps": steps[-1] if steps else 0,
                              "train_loss_first": loss[0] if loss else None,
                              "train_loss_last10": sum(loss[-10:]) / len(loss[-10:]) if loss else None,
