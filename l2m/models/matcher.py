@@ -49,6 +49,7 @@ default_conf: dict[str, Any] = {
     "attenuate_cert": True,
     "sample_thresh": 0.05,
     "num_samples": 10000,
+    "kde_refs": "auto",  # None: exact KDE (upstream); int: subset estimate; "auto": exact on CUDA, 1024 on CPU
     "cache_size": 0,  # number of images whose features are cached (needs names)
     "pair_batch": 4,  # pairs decoded together in match_batch
 }
@@ -292,7 +293,10 @@ class L2M(nn.Module):
         """Threshold-balanced sampling -> ((n, 4) normalised matches (x_A, y_A, x_B, y_B), (n,) certainty)."""
         num = self.conf["num_samples"] if num is None else num
         threshold = self.conf["sample_thresh"] if threshold is None else threshold
-        return sample_matches(out.warp, out.certainty, num, threshold, generator=generator)
+        refs = self.conf["kde_refs"]
+        if refs == "auto":
+            refs = None if out.warp.device.type == "cuda" else 1024
+        return sample_matches(out.warp, out.certainty, num, threshold, generator=generator, kde_refs=refs)
 
     def match_keypoints(self, x_a: torch.Tensor, x_b: torch.Tensor, out: MatchOutput,
                         max_dist: float = 0.005, cert_th: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,26 +8,38 @@ import torch
 import torch.nn.functional as F
 
 
-def kde_density(x: torch.Tensor, std: float = 0.1, max_elems: int = 1 << 23) -> torch.Tensor:
-    """density_i = sum_j exp(-|x_i - x_j|² / (2 std²)) for (N, D) points, in row chunks (no N×N matrix)."""
+def kde_density(x: torch.Tensor, std: float = 0.1, max_elems: int = 1 << 23, refs: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """density_i = sum_j exp(-|x_i - x_j|² / (2 std²)) for (N, D) points, in row chunks (no N×N matrix).
+
+    With ``refs`` < N the sum runs over a random subset of `refs` points, scaled by N / refs (an unbiased
+    estimate; used on CPU where the exact O(N²) sum costs seconds for 20k candidates).
+    """
     n = x.shape[0]
-    chunk = max(1, max_elems // max(n, 1))
     x = x.float()
+    ref, scale = x, 1.0
+    if refs is not None and n > refs:
+        ref = x[torch.randperm(n, generator=generator)[:refs].to(x.device)]
+        scale = n / refs
+    chunk = max(1, max_elems // max(len(ref), 1))
+    ref2 = ref.square().sum(1)[None]
     out = torch.empty(n, dtype=torch.float32, device=x.device)
     for s in range(0, n, chunk):
-        d2 = torch.cdist(x[s:s + chunk], x).square()
-        out[s:s + chunk] = (-d2 / (2 * std ** 2)).exp().sum(dim=1)
+        xs = x[s:s + chunk]
+        d2 = (xs.square().sum(1, keepdim=True) + ref2 - 2 * xs @ ref.T).clamp_(min=0)
+        out[s:s + chunk] = d2.mul_(-1 / (2 * std ** 2)).exp_().sum(dim=1) * scale
     return out
 
 
 def sample_matches(warp: torch.Tensor, certainty: torch.Tensor, num: int = 10000, thresh: float = 0.05,
                    balanced: bool = True, generator: torch.Generator | None = None,
-                   std: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+                   std: float = 0.1, kde_refs: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Threshold-balanced sampling (spec §5) -> ((n, 4) matches, (n,) thresholded certainties), n <= num.
 
     1. certainty > thresh is set to 1; 2. draw min(4·num, #px) candidates without replacement by certainty;
     3. Gaussian KDE (std 0.1) on the 4-D matches; 4. weights 1/(density + 1), 1e-7 where density < 10;
     5. draw min(num, #candidates) without replacement by those weights.
+    ``kde_refs``: estimate the density from that many random candidates instead of all (see kde_density).
     """
     matches = warp.reshape(-1, 4)
     cert = certainty.reshape(-1).float().clone()
@@ -40,7 +52,7 @@ def sample_matches(warp: torch.Tensor, certainty: torch.Tensor, num: int = 10000
     good, good_cert = matches[idx], cert[idx]
     if not balanced:
         return good, good_cert
-    density = kde_density(good, std)
+    density = kde_density(good, std, refs=kde_refs, generator=generator)
     p = 1 / (density + 1)
     p[density < 10] = 1e-7
     sel = torch.multinomial(p, min(num, len(good)), replacement=False, generator=generator)

@@ -47,6 +47,14 @@ def test_density_balancing_spreads_matches():
     assert in_cluster(m_bal) < 0.6 * in_cluster(m_plain)
 
 
+def test_kde_reference_subset_is_close_to_exact():
+    g = torch.Generator().manual_seed(0)
+    w = _identity_warp(100, 100).reshape(-1, 4)
+    x = w[torch.randperm(len(w), generator=g)[:4000]]  # matches lie on a 2-D surface, as real warps do
+    exact, approx = kde_density(x, 0.1), kde_density(x, 0.1, refs=1000, generator=g)
+    assert float(((approx - exact).abs() / exact).median()) < 0.15
+
+
 def test_sampling_is_seeded():
     warp, cert = _identity_warp(), torch.rand(64, 64)
     a = sample_matches(warp, cert, 100, generator=torch.Generator().manual_seed(5))[0]
