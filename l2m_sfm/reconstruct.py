@@ -263,23 +263,20 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
 
     with timer("pairs"):
-        reuse = pairs_path.exists()
-        if reuse:
-            try:
-                pairs = pairs_mod.parse_pairs(pairs_path, names)
-            except pairs_mod.PairFileError:
-                reuse = False
-        if not reuse:
-            pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
-            pairs = pairs_mod.parse_pairs(pairs_path, names)
-    report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "reused_file": reuse}
+        # regenerated every run (cheap; retrieval caches its descriptors) so added images get paired too
+        before = pairs_path.read_text() if pairs_path.exists() else None
+        pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
+        pairs = pairs_mod.parse_pairs(pairs_path, names)
+        reuse = before == pairs_path.read_text()
+    report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "unchanged": reuse}
 
     with timer("matching"):
         report["matching"] = run_matching(conf, image_dir, names, pairs_path, features_path, matches_path,
                                           overwrite)
     previous = _read_json(output / "report.json")
-    nothing_new = reuse and report["matching"].get("pairs_computed", 1) == 0 \
-        and report["matching"].get("images_extracted", 0) == 0
+    stats = report["matching"]
+    nothing_new = reuse and stats.get("pairs_computed", 1) == 0 and stats.get("images_extracted", 0) == 0 \
+        and not stats.get("quantized", False)
     db_key = _key(conf["camera"], conf["min_match_score"], conf["verification"])
     map_key = _key(conf["mapper"])
     log_prefix = output / "colmap.log."
@@ -309,6 +306,7 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     if model is None or model.num_reg_images() < 2:
         report["model"] = None
         report["error"] = _failure_message(report)
+        shutil.rmtree(sfm_dir, ignore_errors=True)  # never leave a model of an earlier run looking current
         _write_report(report, output)
         raise ReconstructionError(report["error"])
     with timer("write model"):
