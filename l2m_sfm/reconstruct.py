@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -24,10 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
 from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
 from l2m_sfm import colmap
+from l2m_sfm import report as report_mod
 
 # Best baseline on ../shared/data/strecha (see benchmarks/sfm_smoke.py and the README); replaced by the
 # shipped L2M variant once it is trained.
@@ -82,19 +80,6 @@ class StageTimer:
         self.seconds[name] = round(time.perf_counter() - start, 3)
         if not quiet:
             print(f"[{name}] {self.seconds[name]:.1f} s", flush=True)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that decide the result."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("l2m-sfm", "pycolmap", "torch", "numpy", "h5py", "kornia", "opencv-python-headless"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def _same_run(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -157,74 +142,6 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
     return {"keypoints_per_image": keypoints, "imported_matches": match_stats, **stats}
 
 
-def color_points(reconstruction: Any, image_dir: Path) -> None:
-    """Colour 3D points from the images as l2m_sfm reads them (EXIF orientation applied, unlike COLMAP)."""
-    from l2m_sfm.images import ImageReadError, read_image
-
-    sums: dict[int, np.ndarray] = {}
-    counts: dict[int, int] = {}
-    for image_id in reconstruction.reg_image_ids():
-        image = reconstruction.images[image_id]
-        try:
-            rgb = read_image(image_dir / image.name)
-        except ImageReadError:
-            continue
-        h, w = rgb.shape[:2]
-        for p in image.points2D:
-            if p.has_point3D():
-                x = min(max(int(p.xy[0]), 0), w - 1)  # COLMAP convention: pixel (i, j) covers [i, i+1)
-                y = min(max(int(p.xy[1]), 0), h - 1)
-                sums[p.point3D_id] = sums.get(p.point3D_id, 0) + rgb[y, x].astype(np.float64)
-                counts[p.point3D_id] = counts.get(p.point3D_id, 0) + 1
-    for pid, total in sums.items():
-        reconstruction.points3D[pid].color = np.round(total / counts[pid]).astype(np.uint8)
-
-
-def draw_match_pictures(image_dir: Path, pairs: list[tuple[str, str]], features_path: Path,
-                        matches_path: Path, output: Path, count: int) -> list[str]:
-    """JPEG pictures of the matches of the `count` pairs with most matches (from the HDF5 files)."""
-    import cv2
-
-    from l2m.viz import draw_matches
-    from l2m_sfm.h5io import H5LookupError, read_keypoints, read_matches
-    from l2m_sfm.images import ImageReadError, read_image
-
-    if count <= 0:
-        return []
-    found = []
-    for a, b in pairs:
-        try:
-            m, _ = read_matches(matches_path, a, b)
-        except H5LookupError:
-            continue
-        found.append((len(m), a, b, m))
-    found.sort(key=lambda x: -x[0])
-    output.mkdir(parents=True, exist_ok=True)
-    written = []
-    for n, a, b, m in found[:count]:
-        try:
-            ka, kb = read_keypoints(features_path, a), read_keypoints(features_path, b)
-            pic = draw_matches(read_image(image_dir / a), read_image(image_dir / b), ka[m[:, 0]], kb[m[:, 1]])
-        except (H5LookupError, ImageReadError):
-            continue
-        path = output / f"{Path(a).stem}__{Path(b).stem}.jpg"
-        cv2.imwrite(str(path), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        written.append(path.name)
-    return written
-
-
-def _failure_message(report: dict[str, Any]) -> str:
-    db = report.get("database", {})
-    kps = list(db.get("keypoints_per_image", {}).values())
-    kp_text = f"keypoints per image min {min(kps)} / median {int(np.median(kps))}" if kps else "no keypoints"
-    return (f"No model could be reconstructed from {report['images']['found']} images: "
-            f"{db.get('verified_pairs', 0)} of {db.get('matched_pairs', 0)} matched pairs passed geometric "
-            f"verification (median {db.get('inliers_per_pair_median', 0):.0f} inliers), {kp_text}. "
-            "Try: exhaustive pairs (--pairs exhaustive), another --matcher, --camera-mode single when one "
-            "camera took all photos, --intrinsics if you know them, and check that the photos overlap. "
-            "Diagnostics are in report.json.")
-
-
 def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: bool = False) -> Path:
     """Reconstruct the images of `image_dir` into `output`; returns OUT/sfm. Raises ReconstructionError."""
     from l2m_sfm import pairs as pairs_mod
@@ -258,7 +175,7 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     report: dict[str, Any] = {
         "images": {"root": str(image_dir), "found": len(names), "skipped": [
             {"name": n, "reason": r} for n, r in skipped]},
-        "config": conf, "versions": package_versions(), "seconds": timer.seconds,
+        "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
     }
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
 
@@ -305,19 +222,19 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     report["models"] = models
     if model is None or model.num_reg_images() < 2:
         report["model"] = None
-        report["error"] = _failure_message(report)
+        report["error"] = report_mod.failure_message(report)
         shutil.rmtree(sfm_dir, ignore_errors=True)  # never leave a model of an earlier run looking current
-        _write_report(report, output)
+        report_mod.write_report(report, output)
         raise ReconstructionError(report["error"])
     with timer("write model"):
         if not report.get("mapping_reused"):
-            color_points(model, image_dir)
+            report_mod.color_points(model, image_dir)
             colmap.write_model(model, sfm_dir)
         report["model"] = colmap.model_stats(model)
         report["model"]["unregistered_names"] = sorted(set(names) - set(report["model"]["registered_names"]))
-        report["match_pictures"] = draw_match_pictures(image_dir, pairs, features_path, matches_path,
+        report["match_pictures"] = report_mod.draw_match_pictures(image_dir, pairs, features_path, matches_path,
                                                        output / "matches", conf["num_match_images"])
-    _write_report(report, output)
+    report_mod.write_report(report, output)
     m = report["model"]
     print(f"Registered {m['registered']}/{len(names)} images, {m['points3D']} points, mean track length "
           f"{m['mean_track_length']:.2f}, mean reprojection error {m['mean_reprojection_error_px']:.3f} px -> {sfm_dir}")
@@ -360,12 +277,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _write_report(report: dict[str, Any], output: Path) -> None:
-    from l2m_sfm.evaluate import to_json
-
-    write_conf(to_json(report), output / "report.json")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

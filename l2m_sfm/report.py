@@ -1,0 +1,97 @@
+"""What a reconstruction run leaves for people: report.json contents, match pictures, point colours."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from l2m.config import write_conf
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide the result."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("l2m-sfm", "pycolmap", "torch", "numpy", "h5py", "kornia", "opencv-python-headless"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def color_points(reconstruction: Any, image_dir: Path) -> None:
+    """Colour 3D points from the images as l2m_sfm reads them (EXIF orientation applied, unlike COLMAP)."""
+    from l2m_sfm.images import ImageReadError, read_image
+
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    for image_id in reconstruction.reg_image_ids():
+        image = reconstruction.images[image_id]
+        try:
+            rgb = read_image(image_dir / image.name)
+        except ImageReadError:
+            continue
+        h, w = rgb.shape[:2]
+        for p in image.points2D:
+            if p.has_point3D():
+                x = min(max(int(p.xy[0]), 0), w - 1)  # COLMAP convention: pixel (i, j) covers [i, i+1)
+                y = min(max(int(p.xy[1]), 0), h - 1)
+                sums[p.point3D_id] = sums.get(p.point3D_id, 0) + rgb[y, x].astype(np.float64)
+                counts[p.point3D_id] = counts.get(p.point3D_id, 0) + 1
+    for pid, total in sums.items():
+        reconstruction.points3D[pid].color = np.round(total / counts[pid]).astype(np.uint8)
+
+
+def draw_match_pictures(image_dir: Path, pairs: list[tuple[str, str]], features_path: Path,
+                        matches_path: Path, output: Path, count: int) -> list[str]:
+    """JPEG pictures of the matches of the `count` pairs with most matches (from the HDF5 files)."""
+    import cv2
+
+    from l2m.viz import draw_matches
+    from l2m_sfm.h5io import H5LookupError, read_keypoints, read_matches
+    from l2m_sfm.images import ImageReadError, read_image
+
+    if count <= 0:
+        return []
+    found = []
+    for a, b in pairs:
+        try:
+            m, _ = read_matches(matches_path, a, b)
+        except H5LookupError:
+            continue
+        found.append((len(m), a, b, m))
+    found.sort(key=lambda x: -x[0])
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for n, a, b, m in found[:count]:
+        try:
+            ka, kb = read_keypoints(features_path, a), read_keypoints(features_path, b)
+            pic = draw_matches(read_image(image_dir / a), read_image(image_dir / b), ka[m[:, 0]], kb[m[:, 1]])
+        except (H5LookupError, ImageReadError):
+            continue
+        path = output / f"{Path(a).stem}__{Path(b).stem}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        written.append(path.name)
+    return written
+
+
+def failure_message(report: dict[str, Any]) -> str:
+    db = report.get("database", {})
+    kps = list(db.get("keypoints_per_image", {}).values())
+    kp_text = f"keypoints per image min {min(kps)} / median {int(np.median(kps))}" if kps else "no keypoints"
+    return (f"No model could be reconstructed from {report['images']['found']} images: "
+            f"{db.get('verified_pairs', 0)} of {db.get('matched_pairs', 0)} matched pairs passed geometric "
+            f"verification (median {db.get('inliers_per_pair_median', 0):.0f} inliers), {kp_text}. "
+            "Try: exhaustive pairs (--pairs exhaustive), another --matcher, --camera-mode single when one "
+            "camera took all photos, --intrinsics if you know them, and check that the photos overlap. "
+            "Diagnostics are in report.json.")
+
+
+def write_report(report: dict[str, Any], output: Path) -> None:
+    from l2m_sfm.evaluate import to_json
+
+    write_conf(to_json(report), output / "report.json")
