@@ -356,6 +356,37 @@ def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: st
     return best, summary
 
 
+def refine_principal_points(reconstruction: pycolmap.Reconstruction, min_images: int = 5,
+                            max_shift: float = 0.05) -> bool:
+    """Final bundle adjustment that also refines the principal points, in place; returns True if applied.
+
+    Only when every camera has >= min_images registered images; undone if a principal point moves by more
+    than max_shift of the image size (an ill-posed problem rather than a correction).
+    """
+    counts: dict[int, int] = defaultdict(int)
+    for image_id in reconstruction.reg_image_ids():
+        counts[reconstruction.images[image_id].camera_id] += 1
+    if not counts or min(counts.values()) < min_images:
+        return False
+    backup = pycolmap.Reconstruction(reconstruction)
+    opts = pycolmap.BundleAdjustmentOptions(refine_principal_point=True, print_summary=False)
+    pycolmap.bundle_adjustment(reconstruction, opts)
+    for cam_id in counts:
+        cam, old = reconstruction.cameras[cam_id], backup.cameras[cam_id]
+        shift = np.abs(np.array([cam.principal_point_x - old.principal_point_x,
+                                 cam.principal_point_y - old.principal_point_y]))
+        if shift[0] > max_shift * cam.width or shift[1] > max_shift * cam.height:
+            for cid, c in backup.cameras.items():  # restore everything from the backup
+                reconstruction.cameras[cid].params = c.params
+            for iid in backup.reg_image_ids():
+                frame = reconstruction.frames[reconstruction.images[iid].frame_id]
+                frame.rig_from_world = backup.frames[backup.images[iid].frame_id].rig_from_world
+            for pid, pt in backup.points3D.items():
+                reconstruction.points3D[pid].xyz = pt.xyz
+            return False
+    return True
+
+
 def write_model(reconstruction: pycolmap.Reconstruction, sfm_dir: Path) -> Path:
     """Write binary files into sfm_dir and text files into sfm_dir/text, replacing both atomically."""
     sfm_dir = Path(sfm_dir)

@@ -37,8 +37,8 @@ default_conf: dict[str, Any] = {
     "pairs": None,  # 'exhaustive' | 'sequential:N' | 'retrieval:K' | 'file:PATH'; None: exhaustive up to 30 images
     "matcher": {"name": None, "conf": {}},  # None: DEFAULT_MATCHER; conf goes to the matcher factory
     "matching": {},  # options of l2m_sfm.match_features / l2m_sfm.match_dense (their own conf keys)
-    # refine_principal_point: "auto" = when every camera is shared by >= PP_MIN_IMAGES images (a principal
-    # point off the image centre by ~8 px costs ~0.3 deg of rotation on Strecha; one image cannot fix it)
+    # refine_principal_point: "auto" = final BA refines it when every camera has >= PP_MIN_IMAGES registered
+    # images (a principal point ~8 px off the image centre costs ~0.4 deg of rotation on Strecha)
     "camera": {"mode": "auto", "model": "SIMPLE_RADIAL", "intrinsics": None, "refine_principal_point": "auto"},
     "min_match_score": None,
     "verification": {},  # pycolmap.TwoViewGeometryOptions keys (nested dicts)
@@ -241,25 +241,20 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     return sfm_dir
 
 
-def refine_principal_point(conf: dict[str, Any], database: Path) -> bool:
-    """Resolve camera.refine_principal_point ('auto': every camera shared by >= PP_MIN_IMAGES images)."""
-    choice = conf["camera"]["refine_principal_point"]
-    if choice != "auto":
-        return bool(choice)
-    if conf["camera"]["intrinsics"]:
-        return False  # the user gave the principal point
-    counts = colmap.images_per_camera(database)
-    return bool(counts) and min(counts.values()) >= PP_MIN_IMAGES
-
-
 def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, num_images: int):
+    """Map, then (camera.refine_principal_point) a final BA that refines principal points.
+
+    'auto' refines only when every camera has >= PP_MIN_IMAGES registered images, after mapping: refining it
+    during mapping diverges on 2-image initial models (seen on opensfm_lund). True refines during mapping.
+    """
     from tqdm import tqdm
 
-    pp = refine_principal_point(conf, database)
+    choice = conf["camera"]["refine_principal_point"]
+    during = choice is True
     if conf["mapper"]["type"] == "incremental":
-        base = {"extract_colors": False, "ba_refine_principal_point": pp}
+        base = {"extract_colors": False, "ba_refine_principal_point": during}
     else:
-        base = {"mapper": {"bundle_adjustment": {"refine_principal_point": pp}}}
+        base = {"mapper": {"bundle_adjustment": {"refine_principal_point": during}}}
     options = colmap.deep_update(base, conf["mapper"]["options"])
     with tqdm(total=num_images, desc=f"{conf['mapper']['type']} mapping", unit="img") as bar:
         model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", conf["mapper"]["type"],
@@ -267,8 +262,11 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         bar.n = model.num_reg_images() if model is not None else 0
         bar.refresh()
     shutil.rmtree(output / "sfm.models", ignore_errors=True)
+    refined = during
+    if choice == "auto" and model is not None and not conf["camera"]["intrinsics"]:
+        refined = colmap.refine_principal_points(model, PP_MIN_IMAGES)
     for summary in models:
-        summary["refine_principal_point"] = pp
+        summary["principal_point_refined"] = refined
     return model, models
 
 

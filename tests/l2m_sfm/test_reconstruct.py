@@ -147,19 +147,10 @@ def test_default_pairs_and_cli_conf():
         reconstruct.resolve_conf({"mapperr": {}}, 10)
 
 
-def test_principal_point_refinement_choice(tmp_path):
+def test_principal_point_refinement_after_mapping():
     from l2m_sfm import colmap
 
-    names = [f"{i}.jpg" for i in range(6)]
-    for n in names:
-        Image.new("RGB", (32, 24)).save(tmp_path / n)
-    sizes = {n: (32, 24) for n in names}
-    colmap.create_database(tmp_path / "single.db", tmp_path, names, sizes, "single")
-    colmap.create_database(tmp_path / "each.db", tmp_path, names, sizes, "per-image")
-    conf = reconstruct.resolve_conf(None, 6)
-    assert reconstruct.refine_principal_point(conf, tmp_path / "single.db") is True
-    assert reconstruct.refine_principal_point(conf, tmp_path / "each.db") is False
-    conf["camera"]["intrinsics"] = "30,30,16,12"
-    assert reconstruct.refine_principal_point(conf, tmp_path / "single.db") is False
-    conf["camera"]["refine_principal_point"] = True
-    assert reconstruct.refine_principal_point(conf, tmp_path / "each.db") is True
+    if not SAMPLE.exists():
+        pytest.skip("sample scene missing")
+    gt = pycolmap.Reconstruction(str(SAMPLE / "gt"))
+    assert colmap.refine_principal_points(pycolmap.Reconstruction(gt), min_images=9) is False  # 8 images
