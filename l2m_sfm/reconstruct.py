@@ -42,7 +42,11 @@ default_conf: dict[str, Any] = {
     "camera": {"mode": "auto", "model": "SIMPLE_RADIAL", "intrinsics": None, "refine_principal_point": "auto"},
     "min_match_score": None,
     "verification": {},  # pycolmap.TwoViewGeometryOptions keys (nested dicts)
-    "mapper": {"type": "incremental", "options": {}},  # options: Incremental/GlobalPipelineOptions keys
+    # options: Incremental/GlobalPipelineOptions keys of `type`. When `type` registers fewer than
+    # fallback_below x the images, the `fallback` mapper (None: off) also runs and the model with more
+    # registered images is kept: incremental mapping finds no good initial pair on forward-moving sequences
+    # (opensfm_lund: 2/29 incremental, 29/29 global).
+    "mapper": {"type": "incremental", "options": {}, "fallback": "global", "fallback_below": 1.0},
     "device": "cpu",
     "num_match_images": 4,  # pictures of matches written to OUT/matches/
     "verbose": False,  # COLMAP log on the console too
@@ -247,26 +251,45 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     'auto' refines only when every camera has >= PP_MIN_IMAGES registered images, after mapping: refining it
     during mapping diverges on 2-image initial models (seen on opensfm_lund). True refines during mapping.
     """
-    from tqdm import tqdm
 
     choice = conf["camera"]["refine_principal_point"]
     during = choice is True
-    if conf["mapper"]["type"] == "incremental":
-        base = {"extract_colors": False, "ba_refine_principal_point": during}
-    else:
-        base = {"mapper": {"bundle_adjustment": {"refine_principal_point": during}}}
-    options = colmap.deep_update(base, conf["mapper"]["options"])
-    with tqdm(total=num_images, desc=f"{conf['mapper']['type']} mapping", unit="img") as bar:
-        model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", conf["mapper"]["type"],
-                                           options, progress=bar)
-        bar.n = model.num_reg_images() if model is not None else 0
-        bar.refresh()
-    shutil.rmtree(output / "sfm.models", ignore_errors=True)
+    mapper, fallback = conf["mapper"]["type"], conf["mapper"]["fallback"]
+    model, models = _run_mapper(mapper, conf["mapper"]["options"], during, database, image_dir, output,
+                                num_images)
+    registered = model.num_reg_images() if model is not None else 0
+    if fallback and fallback != mapper and registered < conf["mapper"]["fallback_below"] * num_images:
+        print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
+        other, other_models = _run_mapper(fallback, {}, during, database, image_dir, output, num_images)
+        models += other_models
+        if other is not None and other.num_reg_images() > registered:
+            model = other
     refined = during
     if choice == "auto" and model is not None and not conf["camera"]["intrinsics"]:
         refined = colmap.refine_principal_points(model, PP_MIN_IMAGES)
     for summary in models:
         summary["principal_point_refined"] = refined
+    return model, models
+
+
+def _run_mapper(mapper: str, user_options: dict[str, Any], refine_pp: bool, database: Path, image_dir: Path,
+                output: Path, num_images: int):
+    """One COLMAP mapping run (incremental or global); returns the largest model and all model sizes."""
+    from tqdm import tqdm
+
+    if mapper == "incremental":
+        base = {"extract_colors": False, "ba_refine_principal_point": refine_pp}
+    else:
+        base = {"mapper": {"bundle_adjustment": {"refine_principal_point": refine_pp}}}
+    options = colmap.deep_update(base, user_options)
+    with tqdm(total=num_images, desc=f"{mapper} mapping", unit="img") as bar:
+        model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", mapper, options,
+                                           progress=bar)
+        bar.n = model.num_reg_images() if model is not None else 0
+        bar.refresh()
+    shutil.rmtree(output / "sfm.models", ignore_errors=True)
+    for summary in models:
+        summary["mapper"] = mapper
     return model, models
 
 

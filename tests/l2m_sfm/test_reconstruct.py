@@ -154,3 +154,19 @@ def test_principal_point_refinement_after_mapping():
         pytest.skip("sample scene missing")
     gt = pycolmap.Reconstruction(str(SAMPLE / "gt"))
     assert colmap.refine_principal_points(pycolmap.Reconstruction(gt), min_images=9) is False  # 8 images
+
+
+def test_global_mapping_fallback_when_incremental_fails(tmp_path):
+    """An incremental mapper that cannot initialise (impossible inlier count) falls back to global mapping."""
+    if not SAMPLE.exists():
+        pytest.skip(f"sample scene {SAMPLE} missing")
+    base = {"matcher": {"name": "gt", "conf": {"scene": str(SAMPLE), "step": 12}},
+            "matching": {"preset": "accurate"},
+            "mapper": {"options": {"mapper": {"init_min_num_inliers": 10**6}, "init_num_trials": 1}}}
+    with pytest.raises(reconstruct.ReconstructionError):
+        reconstruct.main({**base, "mapper": {**base["mapper"], "fallback": None}}, SAMPLE / "images",
+                         tmp_path / "off")
+    reconstruct.main(base, SAMPLE / "images", tmp_path / "on")
+    rep = _report(tmp_path / "on")
+    assert rep["model"]["registered"] == 8
+    assert {m["mapper"] for m in rep["models"]} == {"global"}
