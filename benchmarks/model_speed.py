@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 
-def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int) -> dict:
+def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coarse_res: int | None = None) -> dict:
     import numpy as np
     import torch
 
@@ -36,10 +36,11 @@ def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int) -> d
         images.append(cv2.resize(base, (640, 480), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8))
     pairs = list(itertools.combinations(range(n_images), 2))[:max_pairs]
     res = {"variant": variant, "threads": threads, "pairs": len(pairs), "images": n_images,
-           "coarse_res": VARIANTS[variant].conf.get("coarse_res"),
+           "coarse_res": coarse_res or VARIANTS[variant].conf.get("coarse_res"),
            "upsample_res": VARIANTS[variant].conf.get("upsample_res")}
     for cached in (False, True):
-        model = build_model(variant, weights="random", conf={"cache_size": n_images if cached else 0})
+        conf = {"cache_size": n_images if cached else 0, **({"coarse_res": coarse_res} if coarse_res else {})}
+        model = build_model(variant, weights="random", conf=conf)
         model.match(images[0], images[1])  # warm-up (not counted)
         model.cache.clear()
         load0 = os.getloadavg()[0]
@@ -64,17 +65,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=10)
     p.add_argument("--max-pairs", type=int, default=None, help="default: all for l2m-tiny, 3 for ViT variants")
+    p.add_argument("--coarse-res", type=int, default=None, help="override the variants' coarse resolution")
     p.add_argument("--out", type=Path, default=Path("model_speed.json"))
     p.add_argument("--_child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child:
-        print(json.dumps(_run_variant(args._child, args.threads, args.max_pairs, args.images)))
+        print(json.dumps(_run_variant(args._child, args.threads, args.max_pairs, args.images,
+                                      args.coarse_res)))
         return
     rows = []
     for v in args.variants:
         mp = args.max_pairs or (10_000 if v == "l2m-tiny" else 3)
         cmd = [sys.executable, __file__, "--_child", v, "--threads", str(args.threads), "--images", str(args.images),
-               "--max-pairs", str(mp)]
+               "--max-pairs", str(mp)] + (["--coarse-res", str(args.coarse_res)] if args.coarse_res else [])
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             print(f"{v}: failed\n{r.stderr[-2000:]}", file=sys.stderr)
