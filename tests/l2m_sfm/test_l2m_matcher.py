@@ -15,7 +15,7 @@ def _images():
 
 
 def test_l2m_tiny_pair_matcher_outputs_original_pixels():
-    m = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "num_samples": 300})
+    m = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "upsample_res": 0, "num_samples": 300})
     assert isinstance(m, PairMatcher) and m.dense and m.name == "l2m-tiny"
     a, _, c = _images()
     pm = m.match_pair(a, c, "a.jpg", "c.jpg")
@@ -29,7 +29,8 @@ def test_l2m_tiny_pair_matcher_outputs_original_pixels():
 
 
 def test_feature_cache_reuses_images_by_name():
-    m = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "num_samples": 100, "cache_size": 4})
+    m = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "upsample_res": 0, "num_samples": 100,
+                                   "cache_size": 4})
     a, b, c = _images()
     first = m.match_pair(a, b, "a", "b")
     m.match_pair(a, c, "a", "c")
