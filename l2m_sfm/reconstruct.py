@@ -53,6 +53,9 @@ default_conf: dict[str, Any] = {
 }
 
 
+MIN_POINTS_PER_IMAGE = 20  # a fallback model must have at least this many 3D points per registered image
+
+
 class ReconstructionError(RuntimeError):
     """The pipeline ran but produced no model; the message says why and what to try."""
 
@@ -262,7 +265,9 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
         other, other_models = _run_mapper(fallback, {}, during, database, image_dir, output, num_images)
         models += other_models
-        if other is not None and other.num_reg_images() > registered:
+        # a fallback model with almost no points is degenerate (seen: 10 images held by 15 points)
+        if (other is not None and other.num_reg_images() > registered
+                and other.num_points3D() >= MIN_POINTS_PER_IMAGE * other.num_reg_images()):
             model = other
     refined = during
     if choice == "auto" and model is not None and not conf["camera"]["intrinsics"]:
