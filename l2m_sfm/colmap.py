@@ -264,26 +264,33 @@ def unique_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+def iter_pair_matches(image_ids: Mapping[str, int], pairs: Iterable[tuple[str, str]], matches_path: Path,
+                      min_match_score: float | None, stats: dict[str, int]) -> Iterator[tuple[str, str, np.ndarray]]:
+    """Yield (name0, name1, uint32 (M,2) matches) of each listed pair with matches; counts absent pairs in
+    stats["missing"]."""
+    from l2m_sfm.h5io import H5LookupError, read_matches
+
+    for a, b in unique_pairs(pairs):
+        if a not in image_ids or b not in image_ids:
+            continue
+        try:
+            matches, scores = read_matches(matches_path, a, b)
+        except H5LookupError:
+            stats["missing"] = stats.get("missing", 0) + 1
+            continue
+        if min_match_score is not None:
+            matches = matches[scores > min_match_score]
+        if len(matches):
+            yield a, b, np.ascontiguousarray(matches, dtype=np.uint32)
+
+
 def import_matches(database_path: Path, image_ids: Mapping[str, int], pairs: Iterable[tuple[str, str]],
                    matches_path: Path, min_match_score: float | None = None) -> dict[str, int]:
     """Write the matches of every listed pair; returns counts {pairs, matches, missing}."""
-    from l2m_sfm.h5io import H5LookupError, read_matches
-
     stats = {"pairs": 0, "matches": 0, "missing": 0}
     with pycolmap.Database.open(str(database_path)) as db:
-        for a, b in unique_pairs(pairs):
-            if a not in image_ids or b not in image_ids:
-                continue
-            try:
-                matches, scores = read_matches(matches_path, a, b)
-            except H5LookupError:
-                stats["missing"] += 1
-                continue
-            if min_match_score is not None:
-                matches = matches[scores > min_match_score]
-            if len(matches) == 0:
-                continue
-            db.write_matches(image_ids[a], image_ids[b], np.ascontiguousarray(matches, dtype=np.uint32))
+        for a, b, matches in iter_pair_matches(image_ids, pairs, matches_path, min_match_score, stats):
+            db.write_matches(image_ids[a], image_ids[b], matches)
             stats["pairs"] += 1
             stats["matches"] += len(matches)
     return stats

@@ -20,7 +20,7 @@ import numpy as np
 import pycolmap
 
 from l2m.config import merge_conf, parse_overrides, write_conf
-from l2m_sfm.colmap import (ColmapError, check_options, colmap_logging, model_stats, unique_pairs,
+from l2m_sfm.colmap import (ColmapError, check_options, colmap_logging, iter_pair_matches, model_stats,
                             write_model)
 
 default_conf = {
@@ -75,7 +75,7 @@ def create_database_from_model(model: pycolmap.Reconstruction, database_path: Pa
 def main(conf: dict[str, Any] | None, model_path: Path, features: Path, matches: Path, pairs: Path,
          output: Path, image_dir: Path | None = None) -> Path:
     """Triangulate with the poses of `model_path`; writes OUT/database.db and OUT/sfm (bin + text)."""
-    from l2m_sfm.h5io import H5LookupError, read_keypoints, read_matches
+    from l2m_sfm.h5io import H5LookupError, read_keypoints
     from l2m_sfm.pairs import parse_pairs
 
     conf = merge_conf(default_conf, conf, "triangulate")
@@ -87,7 +87,7 @@ def main(conf: dict[str, Any] | None, model_path: Path, features: Path, matches:
         model.delete_point3D(pid)
     database = output / "database.db"
     ids = create_database_from_model(model, database)
-    stats = {"pairs": 0, "matches": 0, "inliers": 0, "missing_pairs": 0}
+    stats = {"pairs": 0, "matches": 0, "inliers": 0, "missing": 0}
     with pycolmap.Database.open(str(database)) as db:
         keypoints = {}
         for name, image_id in ids.items():
@@ -97,23 +97,11 @@ def main(conf: dict[str, Any] | None, model_path: Path, features: Path, matches:
                 kps = np.zeros((0, 2))
             keypoints[name] = kps
             db.write_keypoints(image_id, kps.astype(np.float32))
-        for a, b in unique_pairs(parse_pairs(pairs)):
-            if a not in ids or b not in ids:
-                continue
-            try:
-                m, scores = read_matches(matches, a, b)
-            except H5LookupError:
-                stats["missing_pairs"] += 1
-                continue
-            if conf["min_match_score"] is not None:
-                m = m[scores > conf["min_match_score"]]
-            if len(m) == 0:
-                continue
+        for a, b, m in iter_pair_matches(ids, parse_pairs(pairs), matches, conf["min_match_score"], stats):
             ia, ib = model.images[ids[a]], model.images[ids[b]]
             b_from_a = ib.cam_from_world() * ia.cam_from_world().inverse()
             ok = epipolar_inliers(model.cameras[ia.camera_id], model.cameras[ib.camera_id], b_from_a,
                                   keypoints[a][m[:, 0]], keypoints[b][m[:, 1]], conf["max_epipolar_error"])
-            m = np.ascontiguousarray(m, dtype=np.uint32)
             db.write_matches(ids[a], ids[b], m)
             tvg = pycolmap.TwoViewGeometry()
             tvg.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
