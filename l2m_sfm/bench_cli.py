@@ -27,6 +27,21 @@ from l2m_sfm.relpose import PRESETS, Protocol, estimate_relative_pose, get_proto
 BASELINES = ("sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue")
 
 
+def parse_dataset_args(description: str, data_help: str, meta_help: str, what: str,
+                       argv: list[str] | None = None) -> argparse.Namespace:
+    """CLI of a benchmark with a data root (`--data-root`) and an index (`--meta`) plus the common options."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, help=data_help)
+    parser.add_argument("--meta", type=Path, help=meta_help)
+    add_common_args(parser, default_protocol="loftr")
+    args = parser.parse_args(argv)
+    if args.meta is None and args.data_root is None:
+        parser.error(f"give --data-root ({what}, and the index inside it) and/or --meta")
+    if args.data_root is None and not (args.dry_run or args.eval_only):
+        parser.error(f"--data-root (the test {what}) is needed unless --dry-run or --eval-only")
+    return args
+
+
 def add_common_args(parser: argparse.ArgumentParser, default_protocol: str) -> None:
     """Arguments every two-view benchmark script accepts."""
     from l2m_sfm.matchers import MATCHERS

@@ -16,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2m_sfm.bench_cli import add_common_args, run_two_view  # noqa: E402
+from l2m_sfm.bench_cli import parse_dataset_args, run_two_view  # noqa: E402
 from l2m_sfm.bench_datasets import (MEGADEPTH_LIST, MEGADEPTH_META_DIRS, BenchmarkDataError,  # noqa: E402
                                     find_meta_dir, load_megadepth1500, megadepth_image_candidates,
                                     resolve_images)
@@ -25,16 +25,8 @@ BENCHMARK = "megadepth1500"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, help="folder with the MegaDepth-1500 test images")
-    parser.add_argument("--meta", type=Path, help="folder with megadepth_test_1500.txt + the 5 scene-info npz")
-    add_common_args(parser, default_protocol="loftr")
-    args = parser.parse_args(argv)
-    if args.meta is None and args.data_root is None:
-        parser.error("give --data-root (images, and the scene info inside it) and/or --meta")
-    if args.data_root is None and not (args.dry_run or args.eval_only):
-        parser.error("--data-root (the test images) is needed unless --dry-run or --eval-only")
-    return args
+    return parse_dataset_args(__doc__, "folder with the MegaDepth-1500 test images",
+                              "folder with megadepth_test_1500.txt + the 5 scene-info npz", "images", argv)
 
 
 def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:

@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2m_sfm.bench_cli import add_common_args, run_two_view  # noqa: E402
+from l2m_sfm.bench_cli import parse_dataset_args, run_two_view  # noqa: E402
 from l2m_sfm.bench_datasets import (SCANNET_META_DIRS, BenchmarkDataError, find_meta_dir,  # noqa: E402
                                     load_scannet1500, resolve_images, scannet_image_candidates)
 
@@ -25,16 +25,8 @@ BENCHMARK = "scannet1500"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, help="folder with the ScanNet-1500 test frames")
-    parser.add_argument("--meta", type=Path, help="folder with test.npz and intrinsics.npz")
-    add_common_args(parser, default_protocol="loftr")
-    args = parser.parse_args(argv)
-    if args.meta is None and args.data_root is None:
-        parser.error("give --data-root (frames, and the index inside it) and/or --meta")
-    if args.data_root is None and not (args.dry_run or args.eval_only):
-        parser.error("--data-root (the test frames) is needed unless --dry-run or --eval-only")
-    return args
+    return parse_dataset_args(__doc__, "folder with the ScanNet-1500 test frames",
+                              "folder with test.npz and intrinsics.npz", "frames", argv)
 
 
 def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
