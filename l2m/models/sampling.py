@@ -22,12 +22,15 @@ def kde_density(x: torch.Tensor, std: float = 0.1, max_elems: int = 1 << 23, ref
         ref = x[torch.randperm(n, generator=generator)[:refs].to(x.device)]
         scale = n / refs
     chunk = max(1, max_elems // max(len(ref), 1))
-    ref2 = ref.square().sum(1)[None]
+    # -|x - r|² / (2 std²) as one matmul: [x, |x|², 1] · [r, -1/2, -|r|²/2]^T / std²
+    k = 1 / std ** 2
+    lhs = torch.cat((x, x.square().sum(1, keepdim=True), torch.ones_like(x[:, :1])), 1)
+    rhs = torch.cat((ref * k, torch.full_like(ref[:, :1], -k / 2), ref.square().sum(1, keepdim=True) * (-k / 2)), 1)
     out = torch.empty(n, dtype=torch.float32, device=x.device)
     for s in range(0, n, chunk):
-        xs = x[s:s + chunk]
-        d2 = (xs.square().sum(1, keepdim=True) + ref2 - 2 * xs @ ref.T).clamp_(min=0)
-        out[s:s + chunk] = d2.mul_(-1 / (2 * std ** 2)).exp_().sum(dim=1) * scale
+        # clamp at exp(-80) ~ 2e-35: below it exp() returns denormals, ~10x slower on x86 CPUs, and adds nothing
+        logk = lhs[s:s + chunk] @ rhs.T
+        out[s:s + chunk] = logk.clamp_(min=-80, max=0).exp_().sum(dim=1) * scale
     return out
 
 

@@ -22,6 +22,7 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -230,6 +231,8 @@ def train(task, conf: Mapping[str, Any], resume: bool = False, on_finish=None) -
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        # the schedule follows this run's `steps` (a resume may extend or shorten the run)
+        sched.milestones = Counter(milestones)
         scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
         rngs = state["rng"]

@@ -77,6 +77,18 @@ def test_resume_equals_uninterrupted_run(tmp_path, plane_pairs):
     assert max(float((init[k].double() - pb[k].double()).abs().max()) for k in pa) > 1e-5
 
 
+def test_resume_with_more_steps_moves_the_lr_drop(tmp_path, plane_pairs):
+    ds = plane_pairs(4, 64)
+    conf = {"resolution": [64, 64], "hflip": 0.0, "lr_decoder": 1e-3, "lr_encoder": 1e-4}
+    loop = {**LOOP, "batch_size": 2, "checkpoint_every": 2, "lr_milestones": [0.75], "output_dir": tmp_path}
+    train(Stage2Task(conf, 2, (ds, ds)), {**loop, "steps": 4, "stop_at_step": 2})  # drop planned at step 3
+    train(Stage2Task(conf, 2, (ds, ds)), {**loop, "steps": 8}, resume=True)  # now planned at step 6
+    recs = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lr = {r["step"]: r["lr"] for r in recs if r["split"] == "train"}
+    base = lr[1]
+    assert [round(lr[s] / base, 6) for s in range(1, 9)] == [1, 1, 1, 1, 1, 0.1, 0.1, 0.1], lr
+
+
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_match_single_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
