@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 
-def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coarse_res: int | None = None) -> dict:
+def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coarse_res: int | None = None,
+                 upsample_res: int | None = None) -> dict:
     import numpy as np
     import torch
 
@@ -37,9 +38,11 @@ def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coar
     pairs = list(itertools.combinations(range(n_images), 2))[:max_pairs]
     res = {"variant": variant, "threads": threads, "pairs": len(pairs), "images": n_images,
            "coarse_res": coarse_res or VARIANTS[variant].conf.get("coarse_res"),
-           "upsample_res": VARIANTS[variant].conf.get("upsample_res")}
+           "upsample_res": (upsample_res or None) if upsample_res is not None
+           else VARIANTS[variant].conf.get("upsample_res")}
     for cached in (False, True):
-        conf = {"cache_size": n_images if cached else 0, **({"coarse_res": coarse_res} if coarse_res else {})}
+        conf = {"cache_size": n_images if cached else 0, **({"coarse_res": coarse_res} if coarse_res else {}),
+                **({"upsample_res": upsample_res or None} if upsample_res is not None else {})}
         model = build_model(variant, weights="random", conf=conf)
         model.match(images[0], images[1])  # warm-up (not counted)
         model.cache.clear()
@@ -66,18 +69,20 @@ def main() -> None:
     p.add_argument("--images", type=int, default=10)
     p.add_argument("--max-pairs", type=int, default=None, help="default: all for l2m-tiny, 3 for ViT variants")
     p.add_argument("--coarse-res", type=int, default=None, help="override the variants' coarse resolution")
+    p.add_argument("--upsample-res", type=int, default=None, help="override the upsampling pass (0: none)")
     p.add_argument("--out", type=Path, default=Path("model_speed.json"))
     p.add_argument("--_child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child:
         print(json.dumps(_run_variant(args._child, args.threads, args.max_pairs, args.images,
-                                      args.coarse_res)))
+                                      args.coarse_res, args.upsample_res)))
         return
     rows = []
     for v in args.variants:
         mp = args.max_pairs or (10_000 if v == "l2m-tiny" else 3)
         cmd = [sys.executable, __file__, "--_child", v, "--threads", str(args.threads), "--images", str(args.images),
-               "--max-pairs", str(mp)] + (["--coarse-res", str(args.coarse_res)] if args.coarse_res else [])
+               "--max-pairs", str(mp)] + (["--coarse-res", str(args.coarse_res)] if args.coarse_res else []) \
+            + (["--upsample-res", str(args.upsample_res)] if args.upsample_res is not None else [])
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             print(f"{v}: failed\n{r.stderr[-2000:]}", file=sys.stderr)

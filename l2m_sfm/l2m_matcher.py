@@ -3,8 +3,10 @@
 ``get_matcher("l2m-tiny" | "l2m-vitb" | "l2m++", conf, device)``; conf keys (``default_conf``):
 ``variant`` (overrides the registered name), ``weights`` / ``coarse_weights`` (path, cache-dir name, "random"
 or None = the variant's default file), ``coarse_res`` / ``upsample_res`` (None = variant default,
-0 = no second pass), ``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder
-features are kept, keyed by image name), ``seed`` (sampling), ``pair_batch``.
+0 = no second pass), ``coarse_levels`` / ``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and
+[4, 2, 1]), ``cycle_px`` (forward-backward check in warp pixels; None = variant default, 0 = off),
+``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
+keyed by image name), ``seed`` (sampling), ``pair_batch``.
 
 ``match_pair(image0, image1, name0, name1)`` takes RGB uint8 (H, W, 3) and returns the threshold-balanced
 samples of the symmetric warp in pixels of the ORIGINAL images, hloc convention (top-left pixel centre
@@ -26,12 +28,15 @@ default_conf: dict[str, Any] = {
     "coarse_weights": None,
     "coarse_res": None,
     "upsample_res": None,
+    "coarse_levels": None,
+    "upsample_levels": None,
     "normalize": None,
     "num_samples": None,
     "sample_thresh": None,
     "cache_size": 16,
     "seed": 0,
     "pair_batch": None,
+    "cycle_px": None,
 }
 
 
@@ -46,10 +51,12 @@ class L2MPairMatcher:
         self.conf = merge_conf(default_conf, conf, f"matcher.{variant}")
         variant = self.conf["variant"] or variant
         self.name = variant
-        model_conf = {k: self.conf[k] for k in ("coarse_res", "normalize", "num_samples", "sample_thresh",
-                                                 "cache_size", "pair_batch") if self.conf[k] is not None}
-        if self.conf["upsample_res"] is not None:
-            model_conf["upsample_res"] = self.conf["upsample_res"] or None
+        keys = ("coarse_res", "coarse_levels", "upsample_levels", "normalize", "num_samples", "sample_thresh",
+                "cache_size", "pair_batch")
+        model_conf = {k: self.conf[k] for k in keys if self.conf[k] is not None}
+        for key in ("upsample_res", "cycle_px"):  # None: variant default; 0: off
+            if self.conf[key] is not None:
+                model_conf[key] = self.conf[key] or None
         self.model = build_model(variant, weights=self.conf["weights"], coarse_weights=self.conf["coarse_weights"],
                                  device=device, conf=model_conf)
 

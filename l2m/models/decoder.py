@@ -15,6 +15,7 @@ API (for the matcher and the stage-2 training code):
     ``gm_certainty`` (B, 1, h, w) — what the RoMa losses (spec §12) consume.
   Pass 1 (``upsample=False``) runs ``config.levels`` starting from the GP + transformer; pass 2
   (``upsample=True``) runs ``config.upsample_levels`` starting from the given flow / certainty (resized).
+  ``levels`` replaces the pass's level list (e.g. pass 1 stopping at level 4 when pass 2 refines further).
 * Update rules: flow += L · (Δx / (4·W₁), Δy / (4·H₁)) with W₁, H₁ the stride-1 size of the pass;
   certainty += Δc; between levels flow and certainty are bilinearly resized and detached.
 """
@@ -92,11 +93,14 @@ class Decoder(nn.Module):
     def forward(self, pa: dict[int, torch.Tensor], pb: dict[int, torch.Tensor],
                 flow: torch.Tensor | None = None, certainty: torch.Tensor | None = None,
                 upsample: bool = False, scale_factor: float = 1.0,
-                record_all: bool | None = None) -> dict[int, dict[str, torch.Tensor]]:
+                record_all: bool | None = None,
+                levels: tuple[int, ...] | None = None) -> dict[int, dict[str, torch.Tensor]]:
         """Run the level loop A -> B on projected pyramids; see the module docstring for the outputs."""
         record = self.training if record_all is None else record_all
         cfg = self.config
-        levels = cfg.upsample_levels if upsample else cfg.levels
+        levels = tuple(levels or (cfg.upsample_levels if upsample else cfg.levels))
+        if not upsample and levels[0] != self.coarse_level:
+            raise ValueError(f"pass 1 must start at the coarse level {self.coarse_level}, got levels {levels}")
         finest = levels[-1]
         h1, w1 = pa[finest].shape[-2:]
         if upsample:

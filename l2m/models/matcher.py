@@ -44,9 +44,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 default_conf: dict[str, Any] = {
     "coarse_res": 560,  # int (square) or [H, W]; multiple of res_multiple
     "upsample_res": 864,  # None: no second pass
+    "coarse_levels": None,  # levels run by pass 1 (coarsest first); None: all, e.g. (16, 8, 4) when pass 2 refines
+    "upsample_levels": None,  # levels run by pass 2 (finest last); None: the decoder's (8, 4, 2, 1)
     "normalize": False,  # ImageNet mean/std on the input (open question for L2M++, spec §4)
     "symmetric": True,
     "attenuate_cert": True,
+    "cycle_px": None,  # symmetric only: zero the certainty where A->B->A (B->A->B) misses by more (warp pixels)
     "sample_thresh": 0.05,
     "num_samples": 10000,
     "kde_refs": "auto",  # None: exact KDE (upstream); int: subset estimate; "auto": exact on CUDA, 1024 on CPU
@@ -141,6 +144,15 @@ def resize_image(image, hw: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float() / 255.0
 
 
+def cycle_error_px(fwd: torch.Tensor, bwd: torch.Tensor) -> torch.Tensor:
+    """Round-trip error in pixels of the warp grid: |bwd(fwd(x)) - x| for (n, H, W, 2) normalised flows."""
+    h, w = fwd.shape[1:3]
+    back = F.grid_sample(bwd.permute(0, 3, 1, 2), fwd, mode="bilinear", padding_mode="border",
+                         align_corners=False).permute(0, 2, 3, 1)
+    scale = torch.tensor([w / 2, h / 2], device=fwd.device)
+    return ((back - cell_centres(h, w, fwd.device)) * scale).norm(dim=-1)
+
+
 class L2M(nn.Module):
     """Encoder (fine CNN [+ external coarse ViT]) + decoder; see the module docstring for the API."""
 
@@ -221,6 +233,10 @@ class L2M(nn.Module):
             return torch.cat((grid, flow), -1), cert
         a2b, b2a = flow.chunk(2)
         g = grid[: len(a2b)]
+        if self.conf["cycle_px"] is not None:
+            ok = torch.cat((cycle_error_px(a2b, b2a) <= self.conf["cycle_px"],
+                            cycle_error_px(b2a, a2b) <= self.conf["cycle_px"]))
+            cert = cert * ok
         warp = torch.cat((torch.cat((g, a2b), -1), torch.cat((b2a, g), -1)), dim=2)
         return warp, torch.cat(cert.chunk(2), dim=2)
 
@@ -268,20 +284,26 @@ class L2M(nn.Module):
             cat = lambda fs: {lv: torch.cat([f[lv] for f in fs]) for lv in levels}  # noqa: E731
             return cat(src), cat(dst)
 
-        pa, pb = pyramids(hw1, cfg.levels)
+        levels1 = tuple(self.conf["coarse_levels"] or cfg.levels)
+        pa, pb = pyramids(hw1, levels1)
         with self._autocast():
-            out1 = self.decoder(pa, pb, record_all=False)
-        fine1 = out1[cfg.levels[-1]]
-        c16 = out1[cfg.levels[0]]["certainty"] if self.conf["attenuate_cert"] else None
-        warp_c, cert_c = self._finish(fine1["flow"], fine1["certainty"], c16, symmetric)
+            out1 = self.decoder(pa, pb, record_all=False, levels=levels1)
+        fine1 = out1[levels1[-1]]
+        c16 = out1[levels1[0]]["certainty"] if self.conf["attenuate_cert"] else None
+        flow1, cert1 = fine1["flow"], fine1["certainty"]
+        if tuple(flow1.shape[-2:]) != hw1:  # pass 1 stopped above stride 1: coarse output resized to coarse_res
+            flow1 = F.interpolate(flow1.float(), size=hw1, mode="bilinear", align_corners=False)
+            cert1 = F.interpolate(cert1.float(), size=hw1, mode="bilinear", align_corners=False)
+        warp_c, cert_c = self._finish(flow1, cert1, c16, symmetric)
         if hw2 is not None:
             self._check_res(hw2, "upsample_res")
-            pa, pb = pyramids(hw2, cfg.upsample_levels)
+            up_levels = tuple(self.conf["upsample_levels"] or cfg.upsample_levels)
+            pa, pb = pyramids(hw2, up_levels)
             s = math.sqrt(hw2[0] * hw2[1] / (hw1[0] * hw1[1]))
             with self._autocast():
                 out2 = self.decoder(pa, pb, flow=fine1["flow"], certainty=fine1["certainty"], upsample=True,
-                                    scale_factor=s, record_all=False)
-            fine2 = out2[cfg.upsample_levels[-1]]
+                                    scale_factor=s, record_all=False, levels=up_levels)
+            fine2 = out2[up_levels[-1]]
             warp, cert = self._finish(fine2["flow"], fine2["certainty"], c16, symmetric)
         else:
             warp, cert = warp_c, cert_c

@@ -104,3 +104,69 @@ def test_pixel_conversion_convention():
     assert torch.allclose(pa, torch.tensor([[0.5, 0.5]]), atol=1e-4) and torch.allclose(pb, torch.tensor([[319.5, 120.0]]), atol=1e-4)
     pa, _ = L2M.to_pixel_coordinates(m, 480, 640, 240, 320, hloc=True)
     assert torch.allclose(pa, torch.tensor([[0.0, 0.0]]), atol=1e-4)
+
+
+def test_cycle_error_is_zero_for_inverse_warps_and_flags_a_broken_region():
+    from l2m.models.gp import cell_centres
+    from l2m.models.matcher import cycle_error_px
+
+    h, w = 24, 32
+    grid = cell_centres(h, w)[None]
+    shift = torch.tensor([4 * 2 / w, 0.0])  # A->B moves 4 px right, B->A moves back
+    fwd, bwd = grid + shift, grid - shift
+    err = cycle_error_px(fwd, bwd)
+    inner = err[:, :, : w - 4]  # pixels whose target lies inside B
+    assert float(inner.max()) < 1e-3
+    bwd_broken = bwd.clone()
+    bwd_broken[:, 8:16, 12:20] += torch.tensor([10 * 2 / w, 0.0])  # 10 px wrong in a block of B
+    err = cycle_error_px(fwd, bwd_broken)
+    hit = err[0, 10:14, 10:14]  # A pixels landing well inside the broken block (x + 4 in 14..18)
+    assert float(hit.min()) > 9.0 and float(err[0, :4, : w - 4].max()) < 1e-3
+
+
+def test_cycle_check_zeroes_only_inconsistent_certainty(micro_model, pair):
+    micro_model.conf["cycle_px"] = None
+    plain = micro_model.match(*pair)
+    micro_model.conf["cycle_px"] = 1e9
+    loose = micro_model.match(*pair)
+    micro_model.conf["cycle_px"] = 0.5
+    strict = micro_model.match(*pair)
+    micro_model.conf["cycle_px"] = None
+    assert torch.equal(plain.certainty, loose.certainty)
+    assert torch.equal(plain.warp, strict.warp)
+    kept = strict.certainty > 0
+    assert torch.equal(strict.certainty[kept], plain.certainty[kept])
+    assert int(kept.sum()) < int((plain.certainty > 0).sum())
+
+
+def test_upsample_levels_override_runs_only_those_refiners(micro_model, pair):
+    calls = []
+    hooks = [micro_model.decoder.conv_refiner[str(lv)].register_forward_hook(
+        lambda m, i, o, lv=lv: calls.append((lv, tuple(i[0].shape[-2:])))) for lv in (16, 8, 4, 2, 1)]
+    try:
+        micro_model.conf.update(coarse_res=(56, 84), upsample_res=(84, 112), upsample_levels=(4, 2, 1))
+        out = micro_model.match(*pair)
+    finally:
+        micro_model.conf.update(coarse_res=56, upsample_res=84, upsample_levels=None)
+        for h in hooks:
+            h.remove()
+    assert out.warp.shape == (84, 224, 4)
+    # pass 1 at 56x84 runs every level, pass 2 at 84x112 only the requested ones (batch: A->B and B->A)
+    assert calls == [(16, (4, 6)), (8, (7, 10)), (4, (14, 21)), (2, (28, 42)), (1, (56, 84)),
+                     (4, (21, 28)), (2, (42, 56)), (1, (84, 112))], calls
+
+
+def test_pass_one_can_stop_above_stride_one(micro_model, pair):
+    micro_model.conf.update(coarse_levels=(16, 8, 4), upsample_levels=(4, 2, 1))
+    try:
+        short = micro_model.match(*pair)
+    finally:
+        micro_model.conf.update(coarse_levels=None, upsample_levels=None)
+    full = micro_model.match(*pair)
+    assert short.warp_coarse.shape == full.warp_coarse.shape == (56, 112, 4)
+    assert short.warp.shape == full.warp.shape == (84, 168, 4)
+    # same grids, different (but bounded) predictions: only the refinement path changed
+    assert torch.equal(short.warp[..., :2][:, :84], full.warp[..., :2][:, :84])
+    assert not torch.equal(short.warp, full.warp)
+    with pytest.raises(ValueError, match="coarse level"):
+        micro_model.decoder({8: torch.zeros(1, 1, 1, 1)}, {8: torch.zeros(1, 1, 1, 1)}, levels=(8, 4))

@@ -44,7 +44,7 @@ def test_fit3d_vitb_model_format_loads():
     assert len(sd) == 174 and tuple(sd["blocks.0.attn.qkv.weight"].shape) == (2304, 768)
     ckpt = {"model": {"model." + k: v * 0 + 1 for k, v in sd.items()}, "optimizer": {}, "epoch": 0}
     load_dinov2_weights(enc, ckpt["model"])
-    assert float(enc.vit.blocks[3].mlp.fc1.weight.mean()) == 1.0
+    assert float(enc.vit.blocks[3].mlp.fc1.weight.detach().mean()) == 1.0
 
 
 def test_wrong_size_fails_with_report(vits, tmp_path):
