@@ -22,6 +22,7 @@ from l2m_sfm.bench_datasets import BenchPair
 from l2m_sfm.bench_run import (evaluate_cache, format_table, match_to_cache, pair_in_frame, pair_rng,
                                protocol_line, read_resized, summarize, summary_record, write_results)
 from l2m_sfm.benchmark_io import PredictionCache, file_slug, package_versions, write_json
+from l2m_sfm.matchers import matcher_identity
 from l2m_sfm.relpose import PRESETS, Protocol, estimate_relative_pose, get_protocol, select_indices
 
 BASELINES = ("sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue")
@@ -118,7 +119,8 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
     image_paths = None if args.eval_only else resolve_images(pairs)
     rows, runs, caches = [], {}, {}
     for name, conf in confs.items():
-        cache = PredictionCache.for_matcher(out / "predictions", benchmark, name, conf, protocol.resize)
+        identity = matcher_identity(name, conf)  # weight file hashes etc.: a retrained checkpoint is a new cache
+        cache = PredictionCache.for_matcher(out / "predictions", benchmark, name, conf, protocol.resize, identity)
         resolved: dict[str, Any] = dict(conf)
         if args.eval_only:
             missing = cache.missing([(p.name0, p.name1) for p in pairs])
@@ -147,7 +149,7 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
         records = evaluate_cache(pairs, cache, protocol, args.seed)
         summary = summary_record(summarize(records), benchmark=benchmark, matcher=name, matcher_conf=resolved,
                                  protocol=protocol, seed=args.seed, cache=cache,
-                                 extra={"limit": args.limit, **dict(extra or {})})
+                                 extra={"limit": args.limit, "matcher_identity": identity, **dict(extra or {})})
         write_results(out / _slug(name) / protocol.name, records, summary)
         rows.append(summary)
         runs[name] = records

@@ -1,11 +1,13 @@
 """Files of the two-view benchmarks: the per-matcher prediction cache (HDF5), JSON results, versions.
 
-Prediction cache: one HDF5 file per (benchmark, matcher, matcher conf, resize rule), named
-`<dataset>_<matcher>_<resize>_<hash>.h5`. One group per pair, keyed by hloc's `names_to_pair(name0, name1)`,
-with `keypoints0`, `keypoints1` (N, 2) float32 in pixels of the images given to the matcher (hloc
-convention, top-left pixel centre at (0, 0)) and `scores` (N,) float32 -- the layout of hloc raw matches, so
-`l2m_sfm.h5io.read_raw_matches` reads it too. Group attrs: `input_size0/1` and `original_size0/1` as (w, h),
-`seconds` (matching time). File attrs: matcher name, conf (JSON), resize rule, dataset, package versions.
+Prediction cache: one HDF5 file per (benchmark, matcher, matcher conf, matcher identity, resize rule), named
+`<dataset>_<matcher>_<resize>_<hash>.h5`; the identity (`l2m_sfm.matchers.matcher_identity`: weight file
+hashes, variant defaults) makes a retrained checkpoint under the same name a new file. One group per pair,
+keyed by hloc's `names_to_pair(name0, name1)`, with `keypoints0`, `keypoints1` (N, 2) float32 in pixels of
+the images given to the matcher (hloc convention, top-left pixel centre at (0, 0)) and `scores` (N,) float32 --
+the layout of hloc raw matches, so `l2m_sfm.h5io.read_raw_matches` reads it too. Group attrs: `input_size0/1`
+and `original_size0/1` as (w, h), `seconds` (matching time). File attrs: matcher name, conf and identity
+(JSON), resize rule, dataset, package versions.
 A group gets `complete=False` until its last dataset is written and each write reopens the file, so a killed
 run loses at most the pair being written; evaluation only reads the cache and never re-matches.
 """
@@ -29,7 +31,7 @@ import numpy as np
 from l2m_sfm.h5io import names_to_pair
 
 _COMPLETE = "complete"
-_META_KEYS = ("dataset", "matcher", "matcher_conf", "resize")
+_META_KEYS = ("dataset", "matcher", "matcher_conf", "matcher_identity", "resize")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -112,20 +114,24 @@ class CachedMatches:
 class PredictionCache:
     """HDF5 cache of one matcher's correspondences on one benchmark (see the module docstring)."""
 
-    def __init__(self, path: Path, dataset: str, matcher: str, matcher_conf: Mapping[str, Any], resize: str):
+    def __init__(self, path: Path, dataset: str, matcher: str, matcher_conf: Mapping[str, Any], resize: str,
+                 identity: Mapping[str, Any] | None = None):
         self.path = Path(path)
         self.meta = {"dataset": dataset, "matcher": matcher,
-                     "matcher_conf": json.dumps(_jsonable(matcher_conf), sort_keys=True), "resize": resize}
+                     "matcher_conf": json.dumps(_jsonable(matcher_conf), sort_keys=True),
+                     "matcher_identity": json.dumps(_jsonable(identity or {}), sort_keys=True), "resize": resize}
         if self.path.exists():
             self._check_meta()
 
     @classmethod
     def for_matcher(cls, root: Path, dataset: str, matcher: str, matcher_conf: Mapping[str, Any],
-                    resize: str) -> "PredictionCache":
-        """The cache file of this (dataset, matcher, conf, resize) under `root`."""
-        h = conf_hash({"matcher": matcher, "conf": matcher_conf, "resize": resize})
-        name = f"{file_slug(dataset)}_{file_slug(matcher)}_{file_slug(resize)}_{h}.h5"
-        return cls(Path(root) / name, dataset, matcher, matcher_conf, resize)
+                    resize: str, identity: Mapping[str, Any] | None = None) -> "PredictionCache":
+        """The cache file of this (dataset, matcher, conf, identity, resize) under `root`."""
+        key: dict[str, Any] = {"matcher": matcher, "conf": matcher_conf, "resize": resize}
+        if identity:  # an empty identity (sparse baselines) keeps the file names of earlier versions
+            key["identity"] = identity
+        name = f"{file_slug(dataset)}_{file_slug(matcher)}_{file_slug(resize)}_{conf_hash(key)}.h5"
+        return cls(Path(root) / name, dataset, matcher, matcher_conf, resize, identity)
 
     def _check_meta(self) -> None:
         with h5py.File(self.path, "r") as f:

