@@ -4,7 +4,11 @@
 |---|---|---|---|---|
 | ``l2m++`` | DINOv2 ViT-L/14, frozen, outside the state dict | VGG19-BN | full size (spec §3), 603 keys | 560 / 864 |
 | ``l2m-vitb`` | L2M ICCV 3D-aware ViT-B/14 (``{"model": ...}``) | VGG19-BN | full size, proj.16 768 -> 512 | 560 / 864 |
-| ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / 640 |
+| ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / 480×640 |
+
+l2m-tiny's second pass runs only levels 4, 2, 1 at 480×640 (H×W) and a 2-pixel forward-backward check zeroes
+inconsistent certainties: ~1 s per 640×480 pair on 2 cores (benchmarks/model_speed.py); ``upsample_res=640,
+upsample_levels=(8, 4, 2, 1)`` is the slower full pass (Strecha fountain-P11 AUC@10 93.4 vs 91.9).
 
 Weights: ``build_model(variant, weights=None, coarse_weights=None)``. ``None`` means the variant's default
 file name (table ``VARIANTS``), looked up in ``l2m/weights/`` (bundled; l2m-tiny) and then in the cache
@@ -52,7 +56,8 @@ VARIANTS: dict[str, Variant] = {
     "l2m-vitb": Variant("l2m-vitb", "vit+vgg", "base", "l2m_vitb.pt", "l2m_vit_base.pth",
                         {"coarse_res": 560, "upsample_res": 864}),
     "l2m-tiny": Variant("l2m-tiny", "xfeat", None, "l2m_tiny.pt", None,
-                        {"coarse_res": 448, "upsample_res": 640, "num_samples": 5000}, res_multiple=32),
+                        {"coarse_res": 448, "upsample_res": (480, 640), "upsample_levels": (4, 2, 1),
+                         "cycle_px": 2.0, "num_samples": 5000}, res_multiple=32),
 }
 
 
