@@ -40,6 +40,9 @@ model_default_conf: dict[str, Any] = {
     "coarse_weights": None,
     "coarse_res": None,
     "upsample_res": None,  # None: variant default; 0: no second pass
+    "coarse_levels": None,  # None: variant default
+    "upsample_levels": None,
+    "cycle_px": None,  # None: variant default; 0: off
     "normalize": None,
     "num_samples": 5000,
     "sample_thresh": 0.05,
@@ -59,10 +62,9 @@ def make_model_class(base: type, module_name: str = MODULE_NAME) -> type:
         def _init(self, conf: dict) -> None:
             from l2m.models.zoo import build_model
 
-            model_conf = {k: conf[k] for k in ("coarse_res", "normalize", "num_samples", "sample_thresh")
-                          if conf.get(k) is not None}
-            if conf.get("upsample_res") is not None:
-                model_conf["upsample_res"] = conf["upsample_res"] or None
+            from l2m_sfm.l2m_matcher import model_conf_of
+
+            model_conf = model_conf_of(conf)
             self.net = build_model(conf["variant"], weights=conf["weights"], coarse_weights=conf["coarse_weights"],
                                    conf=model_conf)
 

@@ -57,13 +57,19 @@ def resolve_conf(variant: str, conf: Mapping[str, Any] | None) -> tuple[dict[str
     Model conf: keys left None take the variant default; ``upsample_res`` / ``cycle_px`` = 0 switch them off.
     """
     merged = merge_conf(default_conf, conf, f"matcher.{variant}")
+    return merged, merged["variant"] or variant, model_conf_of(merged)
+
+
+def model_conf_of(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """The L2M model conf of a matcher conf: keys absent or None keep the variant default, and
+    ``upsample_res`` / ``cycle_px`` = 0 switch them off (shared by the PairMatcher and the hloc model)."""
     keys = ("coarse_res", "coarse_levels", "upsample_levels", "normalize", "num_samples", "sample_thresh",
             "cache_size", "pair_batch")
-    model_conf = {k: merged[k] for k in keys if merged[k] is not None}
+    model_conf = {k: conf[k] for k in keys if conf.get(k) is not None}
     for key in ("upsample_res", "cycle_px"):  # None: variant default; 0: off
-        if merged[key] is not None:
-            model_conf[key] = merged[key] or None
-    return merged, merged["variant"] or variant, model_conf
+        if conf.get(key) is not None:
+            model_conf[key] = conf[key] or None
+    return model_conf
 
 
 def file_sha1(path: Path) -> str:
