@@ -46,8 +46,9 @@ def test_symmetric_output_is_consistent_under_swap(micro_model, pair):
     assert torch.allclose(ab.warp[:, w:], ba.warp[:, :w][..., [2, 3, 0, 1]], atol=1e-5)
 
 
-def test_feature_cache_gives_identical_outputs_and_is_used(pair):
-    cached = build_micro({"cache_size": 8})
+@pytest.mark.parametrize("cache_size", [8, 3])  # counted in images: 3 hold both passes of 3 images
+def test_feature_cache_gives_identical_outputs_and_is_used(pair, cache_size):
+    cached = build_micro({"cache_size": cache_size})
     plain = build_micro()
     rng = np.random.default_rng(1)
     c = rng.integers(0, 255, pair[0].shape).astype(np.uint8)
@@ -59,7 +60,7 @@ def test_feature_cache_gives_identical_outputs_and_is_used(pair):
         assert torch.equal(o1.warp, o2.warp) and torch.equal(o1.certainty, o2.certainty)
     # 3 images x 2 passes encoded once each: 6 misses, the other 6 look-ups are hits
     assert cached.cache.misses == 6 and cached.cache.hits == 6
-    assert len(plain.cache.data) == 0
+    assert len(cached.cache.data) == 3 and len(plain.cache.data) == 0
 
 
 def test_batch_of_pairs_equals_single_pairs(micro_model, pair):
