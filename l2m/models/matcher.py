@@ -161,13 +161,15 @@ class L2M(nn.Module):
     """Encoder (fine CNN [+ external coarse ViT]) + decoder; see the module docstring for the API."""
 
     def __init__(self, encoder: nn.Module, decoder: Decoder, conf: dict | None = None,
-                 variant: str = "custom", res_multiple: int = 14) -> None:
+                 variant: str = "custom", res_multiple: int = 14, upsample_multiple: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         object.__setattr__(self, "conf", merge_conf(default_conf, conf, "l2m"))
         object.__setattr__(self, "variant", variant)
-        object.__setattr__(self, "res_multiple", res_multiple)
+        object.__setattr__(self, "res_multiple", res_multiple)  # coarse_res (the coarse encoder's patch grid)
+        # upsample_res: the second pass runs only the fine CNN levels (no ViT), e.g. 864 for L2M++ (8 | 864, 14 ∤ 864)
+        object.__setattr__(self, "upsample_multiple", upsample_multiple or res_multiple)
         object.__setattr__(self, "cache", FeatureCache(self.conf["cache_size"]))
 
     # ----------------------------------------------------------------------------------------------- training
@@ -200,8 +202,9 @@ class L2M(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- inference
     def _check_res(self, hw: tuple[int, int], what: str) -> None:
-        if hw[0] % self.res_multiple or hw[1] % self.res_multiple:
-            raise ValueError(f"{what} {hw} must be a multiple of {self.res_multiple} for variant {self.variant}")
+        m = self.upsample_multiple if what == "upsample_res" else self.res_multiple
+        if hw[0] % m or hw[1] % m:
+            raise ValueError(f"{what} {hw} must be a multiple of {m} for variant {self.variant}")
 
     def _features(self, image, name: str | None, hw: tuple[int, int], levels: tuple[int, ...]) -> dict:
         key = (name, hw, levels, bool(self.conf["normalize"]))

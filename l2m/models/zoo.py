@@ -47,7 +47,8 @@ class Variant:
     weights: str  # default matcher file name
     coarse_weights: str | None  # default coarse-encoder file name (ViT variants)
     conf: dict[str, Any] = field(default_factory=dict)
-    res_multiple: int = 14
+    res_multiple: int = 14  # of coarse_res
+    upsample_multiple: int = 8  # of upsample_res (fine CNN only: VGG level 8; XFeat needs 32)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -57,7 +58,7 @@ VARIANTS: dict[str, Variant] = {
                         {"coarse_res": 560, "upsample_res": 864}),
     "l2m-tiny": Variant("l2m-tiny", "xfeat", None, "l2m_tiny.pt", None,
                         {"coarse_res": 448, "upsample_res": (480, 640), "upsample_levels": (4, 2, 1),
-                         "cycle_px": 2.0, "num_samples": 5000}, res_multiple=32),
+                         "cycle_px": 2.0, "num_samples": 5000}, res_multiple=32, upsample_multiple=32),
 }
 
 
@@ -97,7 +98,7 @@ def build_model(variant: str = "l2m-tiny", weights: str | os.PathLike | None = N
             load_dinov2_weights(vit, path, strict=strict)
         encoder = ViTCNNEncoder(vit)
     model = L2M(encoder, Decoder(decoder_config(variant)), merged_conf, variant=variant,
-                res_multiple=v.res_multiple)
+                res_multiple=v.res_multiple, upsample_multiple=v.upsample_multiple)
     if not random_decoder:
         path = resolve_checkpoint(weights if weights is not None else v.weights, search=[BUNDLED_DIR],
                                   what=f"{variant} matcher")

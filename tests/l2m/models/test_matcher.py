@@ -171,3 +171,13 @@ def test_pass_one_can_stop_above_stride_one(micro_model, pair):
     assert not torch.equal(short.warp, full.warp)
     with pytest.raises(ValueError, match="coarse level"):
         micro_model.decoder({8: torch.zeros(1, 1, 1, 1)}, {8: torch.zeros(1, 1, 1, 1)}, levels=(8, 4))
+
+
+def test_upsample_res_needs_only_the_fine_cnn_multiple(pair):
+    model = build_micro()
+    object.__setattr__(model, "upsample_multiple", 8)
+    model.conf.update(upsample_res=88)  # 8 | 88 but 14 ∤ 88: fine for pass 2, which never runs the ViT
+    assert model.match(*pair).warp.shape == (88, 176, 4)
+    model.conf.update(coarse_res=88)
+    with pytest.raises(ValueError, match="coarse_res .* multiple of 14"):
+        model.match(*pair)

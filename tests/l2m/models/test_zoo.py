@@ -126,3 +126,15 @@ def test_bundled_tiny_weights_are_found_first(no_files, monkeypatch):
     torch.save(sd, no_files / "home" / "checkpoints" / "l2m_tiny.pt")
     loaded = zoo.build_model("l2m-tiny")
     assert torch.equal(loaded.decoder.gps["16"].pos_conv.bias, m.decoder.gps["16"].pos_conv.bias)
+
+
+@pytest.mark.parametrize("variant", sorted(zoo.VARIANTS))
+def test_every_variant_default_resolution_is_valid(variant, l2mpp):
+    """The default coarse / upsample sizes pass the variant's own checks (864 is not a multiple of 14)."""
+    v = zoo.VARIANTS[variant]
+    model = l2mpp if variant == "l2m++" else zoo.build_model(variant, weights="random", pretrained_backbone=False)
+    for key in ("coarse_res", "upsample_res"):
+        res = v.conf[key]
+        hw = (res, res) if isinstance(res, int) else tuple(res)
+        model._check_res(hw, key)  # raises on a bad default
+    assert model.upsample_multiple == v.upsample_multiple and model.res_multiple == v.res_multiple
