@@ -25,7 +25,7 @@ def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coar
     import numpy as np
     import torch
 
-    from l2m.models.zoo import VARIANTS, build_model
+    from l2m.models.zoo import build_model, resolve_variant
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -37,9 +37,10 @@ def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coar
         images.append(cv2.resize(base, (640, 480), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8))
     pairs = list(itertools.combinations(range(n_images), 2))[:max_pairs]
     res = {"variant": variant, "threads": threads, "pairs": len(pairs), "images": n_images,
-           "coarse_res": coarse_res or VARIANTS[variant].conf.get("coarse_res"),
+           "coarse_res": coarse_res or resolve_variant(variant)[1].get("coarse_res"),
            "upsample_res": (upsample_res or None) if upsample_res is not None
-           else VARIANTS[variant].conf.get("upsample_res")}
+           else resolve_variant(variant)[1].get("upsample_res"),
+           "upsample_levels": resolve_variant(variant)[1].get("upsample_levels")}
     for cached in (False, True):
         conf = {"cache_size": n_images if cached else 0, **({"coarse_res": coarse_res} if coarse_res else {}),
                 **({"upsample_res": upsample_res or None} if upsample_res is not None else {})}
@@ -64,7 +65,8 @@ def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coar
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--variants", nargs="+", default=["l2m-tiny", "l2m-vitb", "l2m++"])
+    p.add_argument("--variants", nargs="+", default=["l2m-tiny", "l2m-tiny-fast", "l2m-vitb", "l2m++"],
+                   help="variants or presets of l2m.models.zoo")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=10)
     p.add_argument("--max-pairs", type=int, default=None, help="default: all for l2m-tiny, 3 for ViT variants")
@@ -79,7 +81,7 @@ def main() -> None:
         return
     rows = []
     for v in args.variants:
-        mp = args.max_pairs or (10_000 if v == "l2m-tiny" else 3)
+        mp = args.max_pairs or (10_000 if v.startswith("l2m-tiny") else 3)
         cmd = [sys.executable, __file__, "--_child", v, "--threads", str(args.threads), "--images", str(args.images),
                "--max-pairs", str(mp)] + (["--coarse-res", str(args.coarse_res)] if args.coarse_res else []) \
             + (["--upsample-res", str(args.upsample_res)] if args.upsample_res is not None else [])

@@ -28,6 +28,8 @@ confs: dict[str, dict[str, Any]] = {
     # scalable defaults (like hloc's loftr_aachen): 2 px assignment radius, one keypoint per 8 px cell
     "l2m": {"output": "matches-l2m", "model": {"name": "l2m", "variant": "l2m-tiny"},
             "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
+    "l2m-fast": {"output": "matches-l2m-fast", "model": {"name": "l2m", "variant": "l2m-tiny-fast"},
+                 "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
     "l2m-vitb": {"output": "matches-l2m-vitb", "model": {"name": "l2m", "variant": "l2m-vitb"},
                  "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
     "l2m++": {"output": "matches-l2mpp", "model": {"name": "l2m", "variant": "l2m++"},

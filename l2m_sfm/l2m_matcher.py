@@ -102,11 +102,11 @@ def identity(name: str, conf: Mapping[str, Any] | None) -> dict[str, Any]:
     is not built.
     """
     from l2m.models.checkpoint import BUNDLED_DIR
-    from l2m.models.zoo import _variant
+    from l2m.models.zoo import resolve_variant
 
     merged, variant, model_conf = resolve_conf(name, conf)
-    v = _variant(variant)
-    effective = {k: val for k, val in {**v.conf, **model_conf}.items() if k not in _SPEED_KEYS}
+    v, defaults = resolve_variant(variant)
+    effective = {k: val for k, val in {**defaults, **model_conf}.items() if k not in _SPEED_KEYS}
     weights = merged["weights"]
     random_decoder = isinstance(weights, str) and weights == "random"
     coarse = None
@@ -148,6 +148,11 @@ class L2MPairMatcher:
 def build_l2m_tiny(conf: dict, device: str = "cpu") -> L2MPairMatcher:
     """CPU variant (XFeat backbone + tiny decoder)."""
     return L2MPairMatcher("l2m-tiny", conf, device)
+
+
+def build_l2m_tiny_fast(conf: dict, device: str = "cpu") -> L2MPairMatcher:
+    """l2m-tiny with the ``l2m-tiny-fast`` inference preset (l2m.models.zoo.PRESETS)."""
+    return L2MPairMatcher("l2m-tiny-fast", conf, device)
 
 
 def build_l2m_vitb(conf: dict, device: str = "cpu") -> L2MPairMatcher:

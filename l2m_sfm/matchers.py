@@ -47,6 +47,7 @@ MATCHERS: dict[str, str] = {
     "xfeat+lighterglue": "l2m_sfm.baselines:build_xfeat_lighterglue",
     "gt": "l2m_sfm.gt_matcher:build_gt_matcher",  # exact matches of a scene with depth + GT (tests, demo)
     "l2m-tiny": "l2m_sfm.l2m_matcher:build_l2m_tiny",
+    "l2m-tiny-fast": "l2m_sfm.l2m_matcher:build_l2m_tiny_fast",  # same weights, < 1 s/pair preset
     "l2m-vitb": "l2m_sfm.l2m_matcher:build_l2m_vitb",
     "l2m++": "l2m_sfm.l2m_matcher:build_l2m_pp",
 }

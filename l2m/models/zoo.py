@@ -6,9 +6,9 @@
 | ``l2m-vitb`` | L2M ICCV 3D-aware ViT-B/14 (``{"model": ...}``) | VGG19-BN | full size, proj.16 768 -> 512 | 560 / 864 |
 | ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / 480×640 |
 
-l2m-tiny's second pass runs only levels 4, 2, 1 at 480×640 (H×W) and a 2-pixel forward-backward check zeroes
-inconsistent certainties: ~1 s per 640×480 pair on 2 cores (benchmarks/model_speed.py); ``upsample_res=640,
-upsample_levels=(8, 4, 2, 1)`` is the slower full pass (Strecha fountain-P11 AUC@10 93.4 vs 91.9).
+l2m-tiny zeroes the certainty where a 2-pixel forward-backward check fails (``cycle_px``). The preset
+``l2m-tiny-fast`` (``PRESETS``) runs its second pass only over levels 4, 2, 1 at 480×640 (H×W): under 1 s per
+640×480 pair on 2 cores (benchmarks/model_speed.py) at a cost in accuracy (see l2m/weights/MODEL_CARD.md).
 
 Weights: ``build_model(variant, weights=None, coarse_weights=None)``. ``None`` means the variant's default
 file name (table ``VARIANTS``), looked up in ``l2m/weights/`` (bundled; l2m-tiny) and then in the cache
@@ -57,9 +57,24 @@ VARIANTS: dict[str, Variant] = {
     "l2m-vitb": Variant("l2m-vitb", "vit+vgg", "base", "l2m_vitb.pt", "l2m_vit_base.pth",
                         {"coarse_res": 560, "upsample_res": 864}),
     "l2m-tiny": Variant("l2m-tiny", "xfeat", None, "l2m_tiny.pt", None,
-                        {"coarse_res": 448, "upsample_res": (480, 640), "upsample_levels": (4, 2, 1),
-                         "cycle_px": 2.0, "num_samples": 5000}, res_multiple=32, upsample_multiple=32),
+                        {"coarse_res": 448, "upsample_res": 640, "cycle_px": 2.0, "num_samples": 5000},
+                        res_multiple=32, upsample_multiple=32),
 }
+
+# Named inference presets: (variant, conf overrides). build_model and the matcher registry accept these names.
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "l2m-tiny-fast": ("l2m-tiny", {"upsample_res": (480, 640), "upsample_levels": (4, 2, 1)}),
+}
+
+
+def resolve_variant(name: str) -> tuple[Variant, dict[str, Any]]:
+    """A variant or preset name -> (its Variant, its default inference conf)."""
+    if name in PRESETS:
+        base, extra = PRESETS[name]
+        v = _variant(base)
+        return v, {**v.conf, **extra}
+    v = _variant(name)
+    return v, dict(v.conf)
 
 
 def decoder_config(variant: str) -> DecoderConfig:
@@ -74,7 +89,7 @@ def decoder_config(variant: str) -> DecoderConfig:
 
 def _variant(name: str) -> Variant:
     if name not in VARIANTS:
-        raise ValueError(f"Unknown L2M variant {name!r}; available: {', '.join(VARIANTS)}")
+        raise ValueError(f"Unknown L2M variant {name!r}; available: {', '.join([*VARIANTS, *PRESETS])}")
     return VARIANTS[name]
 
 
@@ -82,8 +97,9 @@ def build_model(variant: str = "l2m-tiny", weights: str | os.PathLike | None = N
                 coarse_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                 conf: dict | None = None, strict: bool = True, pretrained_backbone: bool = True) -> L2M:
     """Build a named variant, load its weights (see module docstring), move to `device`, eval mode."""
-    v = _variant(variant)
-    merged_conf = {**v.conf, **(conf or {})}
+    v, defaults = resolve_variant(variant)
+    variant = v.name
+    merged_conf = {**defaults, **(conf or {})}
     random_decoder = isinstance(weights, str) and weights == "random"
     if v.backbone == "xfeat":
         pyramid = XFeatPyramid()

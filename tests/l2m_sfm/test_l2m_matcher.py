@@ -96,3 +96,13 @@ def test_identity_is_the_effective_model_conf(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "home"))
     with pytest.raises(MissingCheckpointError, match="nope.pt"):
         identity("l2m-tiny", {"weights": "nope.pt"})
+
+
+def test_fast_preset_has_its_own_identity_and_user_keys_still_win():
+    from l2m_sfm.l2m_matcher import identity
+
+    fast, tiny = identity("l2m-tiny-fast", {}), identity("l2m-tiny", {})
+    assert fast["weights"] == tiny["weights"] and fast["model_conf"] != tiny["model_conf"]
+    assert tuple(fast["model_conf"]["upsample_levels"]) == (4, 2, 1)
+    same = identity("l2m-tiny-fast", {"upsample_res": 640, "upsample_levels": [8, 4, 2, 1]})
+    assert same["model_conf"]["upsample_res"] == 640 and same["model_conf"]["upsample_levels"] == [8, 4, 2, 1]

@@ -138,3 +138,15 @@ def test_every_variant_default_resolution_is_valid(variant, l2mpp):
         hw = (res, res) if isinstance(res, int) else tuple(res)
         model._check_res(hw, key)  # raises on a bad default
     assert model.upsample_multiple == v.upsample_multiple and model.res_multiple == v.res_multiple
+
+
+def test_fast_preset_is_tiny_with_a_lighter_second_pass():
+    fast = zoo.build_model("l2m-tiny-fast", weights="random", pretrained_backbone=False)
+    tiny = zoo.build_model("l2m-tiny", weights="random", pretrained_backbone=False)
+    assert fast.variant == tiny.variant == "l2m-tiny"
+    assert fast.conf["upsample_res"] == (480, 640) and tuple(fast.conf["upsample_levels"]) == (4, 2, 1)
+    assert tiny.conf["upsample_res"] == 640 and tiny.conf["upsample_levels"] is None
+    assert fast.conf["cycle_px"] == tiny.conf["cycle_px"] == 2.0
+    assert fast.state_dict().keys() == tiny.state_dict().keys()
+    with pytest.raises(ValueError, match="l2m-tiny-fast"):  # unknown names list the presets too
+        zoo.build_model("l2m-huge")
