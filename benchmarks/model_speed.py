@@ -36,11 +36,11 @@ def _run_variant(variant: str, threads: int, max_pairs: int, n_images: int, coar
         base = rng.integers(0, 255, (60, 80, 3)).astype(np.float32)
         images.append(cv2.resize(base, (640, 480), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8))
     pairs = list(itertools.combinations(range(n_images), 2))[:max_pairs]
+    defaults = resolve_variant(variant)[1]
     res = {"variant": variant, "threads": threads, "pairs": len(pairs), "images": n_images,
-           "coarse_res": coarse_res or resolve_variant(variant)[1].get("coarse_res"),
-           "upsample_res": (upsample_res or None) if upsample_res is not None
-           else resolve_variant(variant)[1].get("upsample_res"),
-           "upsample_levels": resolve_variant(variant)[1].get("upsample_levels")}
+           "coarse_res": coarse_res or defaults.get("coarse_res"),
+           "upsample_res": (upsample_res or None) if upsample_res is not None else defaults.get("upsample_res"),
+           "upsample_levels": defaults.get("upsample_levels")}
     for cached in (False, True):
         conf = {"cache_size": n_images if cached else 0, **({"coarse_res": coarse_res} if coarse_res else {}),
                 **({"upsample_res": upsample_res or None} if upsample_res is not None else {})}

@@ -18,7 +18,6 @@ variant, its effective inference conf and the SHA-1 of the weight files, without
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -86,38 +85,24 @@ def file_sha1(path: Path) -> str:
     return _SHA1[key]
 
 
-def _file_identity(name: str | os.PathLike, search: list[Path], what: str) -> dict[str, str] | str:
-    if isinstance(name, str) and name == "random":
-        return "random"
-    from l2m.models.checkpoint import resolve_checkpoint
-
-    path = resolve_checkpoint(name, search=search, what=what)
-    return {"name": path.name, "sha1": file_sha1(path)}
+def _file_identity(path: Path | str | None) -> dict[str, str] | str | None:
+    return path if path is None or path == "random" else {"name": Path(path).name, "sha1": file_sha1(Path(path))}
 
 
 def identity(name: str, conf: Mapping[str, Any] | None) -> dict[str, Any]:
     """What decides the matches beyond the user conf: variant, effective inference conf, weight file hashes.
 
-    Files are found as ``build_model`` finds them (a missing one raises its MissingCheckpointError); the model
-    is not built.
+    Files are found by ``l2m.models.zoo.weight_files``, as ``build_model`` finds them (a missing one raises
+    its MissingCheckpointError); the model is not built.
     """
-    from l2m.models.checkpoint import BUNDLED_DIR
-    from l2m.models.zoo import resolve_variant
+    from l2m.models.zoo import resolve_variant, weight_files
 
     merged, variant, model_conf = resolve_conf(name, conf)
-    v, defaults = resolve_variant(variant)
+    _, defaults = resolve_variant(variant)
     effective = {k: val for k, val in {**defaults, **model_conf}.items() if k not in _SPEED_KEYS}
-    weights = merged["weights"]
-    random_decoder = isinstance(weights, str) and weights == "random"
-    coarse = None
-    if v.backbone != "xfeat":  # same defaults as build_model
-        cw = merged["coarse_weights"]
-        cw = cw if cw is not None else ("random" if random_decoder else v.coarse_weights)
-        coarse = _file_identity(cw, [], f"{variant} coarse encoder (ViT-{v.vit_size}/14)")
+    matcher_file, coarse_file = weight_files(variant, merged["weights"], merged["coarse_weights"])
     return {"variant": variant, "model_conf": effective, "seed": merged["seed"],
-            "weights": _file_identity(weights if weights is not None else v.weights, [BUNDLED_DIR],
-                                      f"{variant} matcher"),
-            "coarse_weights": coarse}
+            "weights": _file_identity(matcher_file), "coarse_weights": _file_identity(coarse_file)}
 
 
 class L2MPairMatcher:

@@ -202,7 +202,8 @@ class L2M(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- inference
     def _check_res(self, hw: tuple[int, int], what: str) -> None:
-        m = self.upsample_multiple if what == "upsample_res" else self.res_multiple
+        """`what`: "coarse_res" (coarse encoder's multiple) or "upsample_res" (fine CNN's multiple)."""
+        m = {"coarse_res": self.res_multiple, "upsample_res": self.upsample_multiple}[what]
         if hw[0] % m or hw[1] % m:
             raise ValueError(f"{what} {hw} must be a multiple of {m} for variant {self.variant}")
 

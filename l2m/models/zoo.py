@@ -4,7 +4,7 @@
 |---|---|---|---|---|
 | ``l2m++`` | DINOv2 ViT-L/14, frozen, outside the state dict | VGG19-BN | full size (spec §3), 603 keys | 560 / 864 |
 | ``l2m-vitb`` | L2M ICCV 3D-aware ViT-B/14 (``{"model": ...}``) | VGG19-BN | full size, proj.16 768 -> 512 | 560 / 864 |
-| ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / 480×640 |
+| ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / 640 |
 
 l2m-tiny zeroes the certainty where a 2-pixel forward-backward check fails (``cycle_px``). The preset
 ``l2m-tiny-fast`` (``PRESETS``) runs its second pass only over levels 4, 2, 1 at 480×640 (H×W): under 1 s per
@@ -93,6 +93,22 @@ def _variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
+def weight_files(variant: str, weights: str | os.PathLike | None = None,
+                 coarse_weights: str | os.PathLike | None = None) -> tuple[Path | str, Path | str | None]:
+    """(matcher file, coarse-encoder file) that ``build_model`` loads; "random" for random init, None for no
+    coarse file (l2m-tiny). A missing file raises MissingCheckpointError naming it and where to put it."""
+    v, _ = resolve_variant(variant)
+    random_decoder = isinstance(weights, str) and weights == "random"
+    coarse: Path | str | None = None
+    if v.backbone != "xfeat":
+        cw = coarse_weights if coarse_weights is not None else ("random" if random_decoder else v.coarse_weights)
+        coarse = "random" if isinstance(cw, str) and cw == "random" else \
+            resolve_checkpoint(cw, what=f"{v.name} coarse encoder (ViT-{v.vit_size}/14)")
+    matcher = "random" if random_decoder else resolve_checkpoint(
+        weights if weights is not None else v.weights, search=[BUNDLED_DIR], what=f"{v.name} matcher")
+    return matcher, coarse
+
+
 def build_model(variant: str = "l2m-tiny", weights: str | os.PathLike | None = None,
                 coarse_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                 conf: dict | None = None, strict: bool = True, pretrained_backbone: bool = True) -> L2M:
@@ -100,25 +116,21 @@ def build_model(variant: str = "l2m-tiny", weights: str | os.PathLike | None = N
     v, defaults = resolve_variant(variant)
     variant = v.name
     merged_conf = {**defaults, **(conf or {})}
-    random_decoder = isinstance(weights, str) and weights == "random"
+    matcher_file, coarse_file = weight_files(variant, weights, coarse_weights)
     if v.backbone == "xfeat":
         pyramid = XFeatPyramid()
-        if random_decoder and pretrained_backbone:
+        if matcher_file == "random" and pretrained_backbone:
             load_xfeat_weights(pyramid)
         encoder = pyramid
     else:
         vit = DinoV2Encoder(v.vit_size)
-        cw = coarse_weights if coarse_weights is not None else ("random" if random_decoder else v.coarse_weights)
-        if not (isinstance(cw, str) and cw == "random"):
-            path = resolve_checkpoint(cw, what=f"{variant} coarse encoder (ViT-{v.vit_size}/14)")
-            load_dinov2_weights(vit, path, strict=strict)
+        if coarse_file != "random":
+            load_dinov2_weights(vit, coarse_file, strict=strict)
         encoder = ViTCNNEncoder(vit)
     model = L2M(encoder, Decoder(decoder_config(variant)), merged_conf, variant=variant,
                 res_multiple=v.res_multiple, upsample_multiple=v.upsample_multiple)
-    if not random_decoder:
-        path = resolve_checkpoint(weights if weights is not None else v.weights, search=[BUNDLED_DIR],
-                                  what=f"{variant} matcher")
-        load_matcher_weights(model, path, strict=strict)
+    if matcher_file != "random":
+        load_matcher_weights(model, matcher_file, strict=strict)
     return model.to(device).eval()
 
 
