@@ -206,3 +206,48 @@ def test_global_mapping_fallback_when_incremental_fails(tmp_path):
     rep = _report(tmp_path / "on")
     assert rep["model"]["registered"] == 8
     assert {m["mapper"] for m in rep["models"]} == {"global"}
+
+
+NO_NETWORK = '''import socket
+def _refuse(*args, **kwargs):
+    raise OSError("network disabled by the l2m-sfm offline test")
+socket.socket.connect = _refuse
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+'''
+
+
+@pytest.mark.slow
+def test_bundled_l2m_tiny_reconstructs_sample_offline(tmp_path):
+    """Fresh-install conditions: no network, an empty HOME (no checkpoint cache), the bundled weights only."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    if not SAMPLE.exists():
+        pytest.skip(f"sample scene {SAMPLE} missing")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_NETWORK)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("L2M_HOME", "TORCH_HOME", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]),
+               HF_HUB_OFFLINE="1")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "l2m_sfm.reconstruct", "--images", str(SAMPLE / "images"), "--output", str(out),
+           "--matcher", "l2m-tiny"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    weights_like = [p for p in home.rglob("*") if p.suffix in (".pt", ".pth", ".safetensors", ".bin", ".ckpt")]
+    assert weights_like == [], f"weights appeared in the user's home (a download?): {weights_like}"
+
+    bundled = Path(__file__).resolve().parents[2] / "l2m" / "weights" / "l2m_tiny.pt"
+    identity = json.loads((out / "config.json").read_text())["matcher"]["identity"]
+    assert identity["weights"] == {"name": "l2m_tiny.pt", "sha1": hashlib.sha1(bundled.read_bytes()).hexdigest()}
+    rep = _report(out)
+    assert rep["model"]["registered"] == 8
+    result = evaluate(pycolmap.Reconstruction(str(out / "sfm")), pycolmap.Reconstruction(str(SAMPLE / "gt")))
+    assert result["num_registered"] == 8
+    assert result["median_rotation_error_deg"] < 1.0
