@@ -37,6 +37,7 @@ def test_dense_path_with_gt_matcher_is_exact(tmp_path):
     rep = _report(tmp_path / "out")
     assert rep["matching"]["dense"] is True
     assert rep["model"]["registered"] == 8
+    assert [m["attempt"] for m in rep["models"]] == [0]  # complete at the first attempt: no retry
     result = evaluate(pycolmap.Reconstruction(str(sfm)), pycolmap.Reconstruction(str(SAMPLE / "gt")))
     assert result["num_registered"] == 8
     assert result["median_rotation_error_deg"] < 0.1
@@ -192,8 +193,9 @@ def test_principal_point_refinement_after_mapping():
     assert colmap.refine_principal_points(pycolmap.Reconstruction(gt), min_images=9) is False  # 8 images
 
 
-def test_global_mapping_fallback_when_incremental_fails(tmp_path):
-    """An incremental mapper that cannot initialise (impossible inlier count) falls back to global mapping."""
+def test_global_mapping_fallback_when_incremental_fails(tmp_path, capsys):
+    """An incremental mapper that cannot initialise (impossible inlier count) is retried with other seeds
+    (mapper.attempts), then falls back to global mapping."""
     if not SAMPLE.exists():
         pytest.skip(f"sample scene {SAMPLE} missing")
     base = {"matcher": {"name": "gt", "conf": {"scene": str(SAMPLE), "step": 12}},
@@ -202,7 +204,11 @@ def test_global_mapping_fallback_when_incremental_fails(tmp_path):
     with pytest.raises(reconstruct.ReconstructionError):
         reconstruct.main({**base, "mapper": {**base["mapper"], "fallback": None}}, SAMPLE / "images",
                          tmp_path / "off")
+    capsys.readouterr()
     reconstruct.main(base, SAMPLE / "images", tmp_path / "on")
+    printed = capsys.readouterr().out
+    assert "attempt 2 with random seed 1" in printed and "attempt 3 with random seed 2" in printed
+    assert "attempt 4" not in printed and "trying global mapping" in printed
     rep = _report(tmp_path / "on")
     assert rep["model"]["registered"] == 8
     assert {m["mapper"] for m in rep["models"]} == {"global"}
