@@ -333,6 +333,11 @@ def images_per_camera(database_path: Path) -> dict[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------------- mapping
+def model_rank(reconstruction: pycolmap.Reconstruction) -> tuple[int, int]:
+    """Sort key of candidate models: more registered images first, then more 3D points."""
+    return reconstruction.num_reg_images(), reconstruction.num_points3D()
+
+
 def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: str = "incremental",
                 options: Mapping[str, Any] | None = None,
                 progress: Any | None = None) -> tuple[pycolmap.Reconstruction | None, list[dict]]:
@@ -359,7 +364,7 @@ def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: st
                for k, r in models.items()]
     if not models:
         return None, summary
-    best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+    best = max(models.values(), key=model_rank)
     return best, summary
 
 

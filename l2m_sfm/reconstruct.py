@@ -273,21 +273,20 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     during = choice is True
     mapper, fallback = conf["mapper"]["type"], conf["mapper"]["fallback"]
     target = conf["mapper"]["fallback_below"] * num_images
-    model, models = None, []
-    for attempt in range(max(1, int(conf["mapper"]["attempts"]))):
-        options = conf["mapper"]["options"] if attempt == 0 else \
-            colmap.deep_update(conf["mapper"]["options"], {"random_seed": attempt})
-        if attempt:
-            print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; "
-                  f"attempt {attempt + 1} with random seed {attempt}")
-        found, found_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images)
-        models += [{**m, "attempt": attempt} for m in found_models]
-        if found is not None and (model is None or (found.num_reg_images(), found.num_points3D())
-                                  > (model.num_reg_images(), model.num_points3D())):
-            model = found
+    attempts = max(1, int(conf["mapper"]["attempts"]))
+    found, models = [], []
+    for attempt in range(attempts):
+        seed = {"random_seed": attempt} if attempt else {}  # the first run keeps the user's options as given
+        model, attempt_models = _run_mapper(mapper, colmap.deep_update(conf["mapper"]["options"], seed), during,
+                                            database, image_dir, output, num_images)
+        models += [{**m, "attempt": attempt} for m in attempt_models]
+        found += [model] if model is not None else []
+        model = max(found, key=colmap.model_rank, default=None)
         registered = model.num_reg_images() if model is not None else 0
-        if registered >= target:
+        if registered >= target or attempt + 1 == attempts:
             break
+        print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; "
+              f"attempt {attempt + 2} with random seed {attempt + 1}")
     if fallback and fallback != mapper and registered < target:
         print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
         other, other_models = _run_mapper(fallback, {}, during, database, image_dir, output, num_images)

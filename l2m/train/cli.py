@@ -5,9 +5,10 @@
 
 A preset is `pipelines/configs/<name>.json` (or any JSON file given with --conf) holding {"train": loop conf,
 "task": stage conf, "doc": "..."}; `key=value` overrides address the same tree (`train.steps=100`,
-`task.data.views_per_image=2`). The resolved config is written to OUTPUT/config.json; at the last step the
-trained weights are exported (stage 1: OUTPUT/encoder.pt, stage 2: OUTPUT/matcher.pt); `--export-only` writes
-them from the last checkpoint of an unfinished (e.g. time-boxed) run.
+`task.data.views_per_image=2`). A preset may name a `"base"` preset and list only what it changes. The
+resolved config is written to OUTPUT/config.json; at the last step the trained weights are exported (stage 1:
+OUTPUT/encoder.pt, stage 2: OUTPUT/matcher.pt); `--export-only` writes them from the last checkpoint of an
+unfinished (e.g. time-boxed) run.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def load_preset(name_or_path: str) -> dict:
         raise FileNotFoundError(f"Training preset {name_or_path!r} not found ({p}); known presets: {known}")
     conf = json.loads(p.read_text())
     conf.pop("doc", None)
-    return conf
+    base = conf.pop("base", None)  # another preset that this one changes, e.g. a fine-tuning recipe
+    return merge_conf(load_preset(base), conf, f"preset {p.stem}") if base else conf
 
 
 def main(stage: int, argv: Sequence[str] | None = None) -> Path:

@@ -226,7 +226,6 @@ socket.getaddrinfo = _refuse
 @pytest.mark.slow
 def test_bundled_l2m_tiny_reconstructs_sample_offline(tmp_path):
     """Fresh-install conditions: no network, an empty HOME (no checkpoint cache), the bundled weights only."""
-    import hashlib
     import os
     import subprocess
     import sys
@@ -249,9 +248,11 @@ def test_bundled_l2m_tiny_reconstructs_sample_offline(tmp_path):
     weights_like = [p for p in home.rglob("*") if p.suffix in (".pt", ".pth", ".safetensors", ".bin", ".ckpt")]
     assert weights_like == [], f"weights appeared in the user's home (a download?): {weights_like}"
 
-    bundled = Path(__file__).resolve().parents[2] / "l2m" / "weights" / "l2m_tiny.pt"
+    from l2m.models.checkpoint import BUNDLED_DIR
+    from l2m_sfm.l2m_matcher import file_sha1
+
     identity = json.loads((out / "config.json").read_text())["matcher"]["identity"]
-    assert identity["weights"] == {"name": "l2m_tiny.pt", "sha1": hashlib.sha1(bundled.read_bytes()).hexdigest()}
+    assert identity["weights"] == {"name": "l2m_tiny.pt", "sha1": file_sha1(BUNDLED_DIR / "l2m_tiny.pt")}
     rep = _report(out)
     assert rep["model"]["registered"] == 8
     result = evaluate(pycolmap.Reconstruction(str(out / "sfm")), pycolmap.Reconstruction(str(SAMPLE / "gt")))

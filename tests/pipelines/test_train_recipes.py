@@ -54,3 +54,14 @@ def test_recipe_runs_stops_resumes_and_exports(tmp_path, stage):
         from l2m.models.checkpoint import load_into
         pyr = XFeatPyramid()
         load_into(pyr, torch.load(out / "encoder.pt", weights_only=True), strict=True)
+
+
+def test_every_preset_resolves_and_the_finetune_preset_changes_only_its_keys():
+    from l2m.train.cli import CONFIG_DIR, load_preset
+
+    presets = {p.stem: load_preset(p.stem) for p in CONFIG_DIR.glob("*.json")}
+    assert all(set(c) == {"train", "task"} for c in presets.values())
+    base, ft = presets["stage2_tiny_cpu"], presets["stage2_tiny_cpu_finetune"]
+    assert ft["train"] == {**base["train"], "steps": 2400, "lr_milestones": [0.8]}
+    assert ft["task"] == {**base["task"], "weights": None, "pretrained_backbone": False,
+                          "lr_decoder": 2e-4, "lr_encoder": 2e-5}
