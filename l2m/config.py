@@ -12,17 +12,19 @@ class ConfigError(ValueError):
     """A configuration key or value that the component does not know."""
 
 
-def merge_conf(defaults: Mapping[str, Any], overrides: Mapping[str, Any] | None, where: str = "conf") -> dict:
-    """Deep-merge `overrides` into a copy of `defaults`; a key absent from `defaults` raises ConfigError.
+def merge_conf(defaults: Mapping[str, Any], overrides: Mapping[str, Any] | None, where: str = "conf",
+               strict: bool = True) -> dict:
+    """Deep-merge `overrides` into a copy of `defaults`; a key absent from `defaults` raises ConfigError
+    (``strict=False``: it is added, e.g. a preset changing a partial base preset, checked later).
 
     A default of None or an empty dict accepts any value (free-form sub-configs such as option dicts).
     """
     out = copy.deepcopy(dict(defaults))
     for key, value in (overrides or {}).items():
-        if key not in out:
+        if key not in out and strict:
             raise ConfigError(f"Unknown key {where}.{key}; known keys: {', '.join(sorted(out))}")
-        if isinstance(out[key], dict) and out[key] and isinstance(value, Mapping):
-            out[key] = merge_conf(out[key], value, f"{where}.{key}")
+        if key in out and isinstance(out[key], dict) and out[key] and isinstance(value, Mapping):
+            out[key] = merge_conf(out[key], value, f"{where}.{key}", strict)
         else:
             out[key] = copy.deepcopy(value)
     return out

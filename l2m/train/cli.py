@@ -35,7 +35,7 @@ def load_preset(name_or_path: str) -> dict:
     conf = json.loads(p.read_text())
     conf.pop("doc", None)
     base = conf.pop("base", None)  # another preset that this one changes, e.g. a fine-tuning recipe
-    return merge_conf(load_preset(base), conf, f"preset {p.stem}") if base else conf
+    return merge_conf(load_preset(base), conf, f"preset {p.stem}", strict=False) if base else conf
 
 
 def main(stage: int, argv: Sequence[str] | None = None) -> Path:

@@ -3,7 +3,9 @@
 `kind="synthetic"`: pairs generated on the fly from a folder of photos (l2m.data.synthetic.SyntheticPairs);
 every `len/val_images`-th photo is held back for validation (never seen in training) and rendered with another
 seed. `kind="folder"`: a folder written by pipelines/generate_data.py (FolderPairs); `val_folder` gives the held
-back set (else the last `val_images` samples are held back).
+back set (else the last `val_images` samples are held back). `sfm`: real pairs with sparse correspondences
+from COLMAP reconstructions (l2m.data.sfm_pairs) are mixed into the training set (`sfm_fraction`); the
+validation set stays dense-GT.
 """
 from __future__ import annotations
 
@@ -25,10 +27,56 @@ default_conf: dict[str, Any] = {
     "views_per_image": 4,
     "val_images": 16,
     "seed": 0,
+    "sfm": [],                  # real pairs: [{"images": DIR, "model": COLMAP model DIR}, ...] (l2m.data.sfm_pairs)
+    "sfm_fraction": 0.5,        # share of real pairs among the training samples when `sfm` is given
+    "sfm_min_points": 50,       # covisible 3D points for a pair to be used
+    "sfm_max_points": 1024,     # correspondences per sample (padded)
 }
 
 # the keys the training steps use (drops names / optional warps so default_collate is cheap and uniform)
 KEYS = ("image_A", "image_B", "depth_A", "depth_B", "K_A", "K_B", "T_AtoB")
+
+
+class _Mixed(Dataset):
+    """Dense-GT samples then sparse real pairs, in one uniform layout (`dense` flag; dummies for the other
+    kind's keys, never read by the loss: see Stage2Model)."""
+
+    def __init__(self, dense: Dataset, sparse: Dataset, resolution: tuple[int, int], max_points: int):
+        self.dense, self.sparse = dense, sparse
+        self.resolution, self.max_points = tuple(resolution), int(max_points)
+
+    def __len__(self) -> int:
+        return len(self.dense) + len(self.sparse)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        H, W = self.resolution
+        if i < len(self.dense):
+            item = dict(self.dense[i])
+            item.update(sparse_A=torch.zeros(self.max_points, 2), sparse_B=torch.zeros(self.max_points, 2),
+                        sparse_valid=torch.zeros(self.max_points, dtype=torch.bool), dense=torch.tensor(True))
+            return item
+        item = dict(self.sparse[i - len(self.dense)])
+        eye = torch.eye(3)
+        item.update(depth_A=torch.zeros(H, W), depth_B=torch.zeros(H, W), K_A=eye, K_B=eye.clone(),
+                    T_AtoB=torch.eye(4), dense=torch.tensor(False))
+        return item
+
+
+def sfm_dataset(conf: Mapping[str, Any], resolution: tuple[int, int], n_dense: int) -> Dataset:
+    """Real pairs of every `conf["sfm"]` reconstruction, repeated so they make `sfm_fraction` of the samples."""
+    from ..data.sfm_pairs import SfmPairs, covisible_pairs
+
+    pairs = []
+    for entry in conf["sfm"]:
+        if not isinstance(entry, Mapping) or set(entry) != {"images", "model"}:
+            raise ValueError(f"data.sfm entries are {{'images': DIR, 'model': DIR}}, got {entry!r}")
+        pairs += covisible_pairs(Path(entry["model"]), Path(entry["images"]), int(conf["sfm_min_points"]))
+    frac = float(conf["sfm_fraction"])
+    if not 0 < frac < 1:
+        raise ValueError(f"data.sfm_fraction must be in (0, 1), got {frac}")
+    repeats = max(1, round(n_dense * frac / (1 - frac) / max(len(pairs), 1)))
+    return SfmPairs(pairs, resolution, repeats=repeats, seed=int(conf["seed"]),
+                    max_points=int(conf["sfm_max_points"]))
 
 
 class _Select(Dataset):
@@ -77,4 +125,7 @@ def build_pair_datasets(conf: Mapping[str, Any] | None, resolution: tuple[int, i
             train, val = Subset(full, range(len(full) - n_val)), Subset(full, range(len(full) - n_val, len(full)))
     else:
         raise ValueError(f"data.kind must be 'synthetic' or 'folder', got {conf['kind']!r}")
-    return _Select(train), _Select(val)
+    train, val = _Select(train), _Select(val)
+    if conf["sfm"]:
+        train = _Mixed(train, sfm_dataset(conf, resolution, len(train)), resolution, conf["sfm_max_points"])
+    return train, val

@@ -25,7 +25,7 @@ roma_default_conf: dict[str, Any] = {
 }
 
 
-def _zero_like_graph(*tensors: Tensor) -> Tensor:
+def zero_like_graph(*tensors: Tensor) -> Tensor:
     """A zero scalar attached to the graph of `tensors` (keeps DDP's reducer and backward happy)."""
     return sum(t.sum() for t in tensors) * 0.0
 
@@ -48,7 +48,7 @@ def gm_cls_loss(gm_cls: Tensor, gm_certainty: Tensor, x2: Tensor, prob: Tensor, 
     if valid.any():
         cls = F.cross_entropy(gm_cls, target, reduction="none")[valid].mean()
     else:
-        cls = _zero_like_graph(gm_cls, gm_certainty)
+        cls = zero_like_graph(gm_cls, gm_certainty)
     return {"gm_cls": cls, "gm_certainty": cert, "total": cls + ce_weight * cert}
 
 
@@ -63,7 +63,7 @@ def robust_regression_loss(flow: Tensor, certainty: Tensor, x2: Tensor, prob: Te
     if valid.any():
         reg = (cs ** alpha * ((epe / cs) ** 2 + 1) ** (alpha / 2))[valid].mean()
     else:
-        reg = _zero_like_graph(flow, certainty)
+        reg = zero_like_graph(flow, certainty)
     return {"regression": reg, "certainty": cert, "total": reg + ce_weight * cert, "epe": epe.detach()}
 
 
@@ -115,8 +115,58 @@ def feature_agreement_loss(pred: Tensor, target: Tensor, mask: Tensor, l1_weight
     m = mask.to(pred.dtype)
     n = m.sum()
     if n <= 0:
-        zero = _zero_like_graph(pred)
+        zero = zero_like_graph(pred)
         return {"feat_l1": zero, "feat_cos": zero, "total": zero}
     l1 = ((pred - target).abs().mean(1) * m).sum() / n
     cos = ((1 - F.cosine_similarity(pred, target, dim=1, eps=1e-6)) * m).sum() / n
     return {"feat_l1": l1, "feat_cos": cos, "total": l1_weight * l1 + cos_weight * cos}
+
+
+def _at_points(field: Tensor, x: Tensor, mode: str = "bilinear") -> Tensor:
+    """(B,C,h,w) sampled at normalised points x (B,N,2) -> (B,N,C) (pixel-centre convention)."""
+    return F.grid_sample(field, x[:, :, None].to(field.dtype), mode=mode, align_corners=False)[..., 0].transpose(1, 2)
+
+
+def sparse_roma_loss(corresps: Mapping[int, Mapping[str, Tensor]], x1: Tensor, x2: Tensor, valid: Tensor,
+                     conf: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+    """The RoMa losses of `roma_loss` at sparse correspondences: points x1 (B,N,2) of A match x2 (B,N,2) of B
+    (normalised), `valid` (B,N) bool (padding False).
+
+    Each level's flow / certainty / anchor logits are read at x1 (bilinear; anchors nearest). Levels ≤
+    `local_largest_scale` supervise only points the previous level put within `local_dist` (RoMa's local mask);
+    their certainty target is that mask (1 elsewhere). No negatives: pixels without a point get no certainty
+    target, so mix these batches with dense ones.
+    """
+    conf = merge_conf(roma_default_conf, conf, "roma_loss")
+    losses: dict[str, Tensor] = {}
+    total = 0.0
+    prev_epe = None
+    for level in sorted(corresps, reverse=True):
+        out = corresps[level]
+        target = valid.float()
+        if prev_epe is not None and level <= conf["local_largest_scale"]:
+            target = target * (prev_epe < (2 / 512) * conf["local_dist"][str(level)] * level)
+        weight = float(conf["level_weights"].get(str(level), 1.0))
+        ok = target > conf["valid_threshold"]
+        if "gm_cls" in out:
+            logits = _at_points(out["gm_cls"].float(), x1, mode="nearest")
+            gm_cert = _at_points(out["gm_certainty"].float(), x1, mode="nearest")[..., 0]
+            cls = F.cross_entropy(logits[ok], anchor_targets(x2, logits.shape[-1])[ok]) if ok.any() else \
+                zero_like_graph(out["gm_cls"])
+            cert = F.binary_cross_entropy_with_logits(gm_cert[valid], target[valid]) if valid.any() else \
+                zero_like_graph(out["gm_certainty"])
+            losses[f"gm_cls_{level}"], losses[f"gm_certainty_{level}"] = cls, cert
+            total = total + weight * (cls + conf["ce_weight"] * cert)
+        flow = _at_points(out["flow"].float(), x1)
+        cert_logit = _at_points(out["certainty"].float(), x1)[..., 0]
+        epe = (flow - x2).norm(dim=-1)
+        cs = conf["c"] * level
+        reg = (cs ** conf["alpha"] * ((epe / cs) ** 2 + 1) ** (conf["alpha"] / 2))[ok].mean() if ok.any() else \
+            zero_like_graph(out["flow"])
+        cert = F.binary_cross_entropy_with_logits(cert_logit[valid], target[valid]) if valid.any() else \
+            zero_like_graph(out["certainty"])
+        losses[f"regression_{level}"], losses[f"certainty_{level}"] = reg, cert
+        total = total + weight * (reg + conf["ce_weight"] * cert)
+        prev_epe = epe.detach()
+    losses["total"] = total
+    return losses

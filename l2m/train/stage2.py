@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import merge_conf
-from .losses import roma_loss
+from .losses import zero_like_graph, roma_loss, sparse_roma_loss
 from .real_val import default_conf as real_val_default_conf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -37,6 +37,7 @@ default_conf: dict[str, Any] = {
     "freeze_bn": False,            # BatchNorm layers in eval mode while training (tiny per-process batches
                                    # without SyncBatchNorm, e.g. DDP on CPU; also makes DDP == single process)
     "loss": {},                    # l2m.train.losses.roma_default_conf overrides
+    "sparse_weight": 1.0,          # weight of the sparse-correspondence loss (real SfM pairs, data.sfm)
     "data": {},                    # l2m.train.datasets.default_conf overrides
     "real_val": real_val_default_conf,  # optional pose AUC on real pairs with GT cameras (scene=None: off)
 }
@@ -60,6 +61,11 @@ def flip_pairs(batch: Mapping[str, Tensor], which: Tensor) -> dict[str, Tensor]:
     T = batch["T_AtoB"].clone()
     T[which] = F4.to(T) @ T[which] @ F4.to(T)
     out["T_AtoB"] = T
+    for v in ("A", "B"):  # sparse correspondences (normalised): x' = −x
+        if f"sparse_{v}" in batch:
+            pts = batch[f"sparse_{v}"].clone()
+            pts[which, :, 0] = -pts[which, :, 0]
+            out[f"sparse_{v}"] = pts
     return out
 
 
@@ -103,8 +109,38 @@ class Stage2Model(nn.Module):
             which = torch.rand(batch["image_A"].shape[0]) < self.conf["hflip"]
             batch = flip_pairs(batch, which.to(batch["image_A"].device))
         corresps = self.matcher(self._inputs(batch))
-        gt = self.ground_truth(batch, {lv: tuple(c["flow"].shape[-2:]) for lv, c in corresps.items()})
-        return roma_loss(corresps, gt, self.conf["loss"])
+        if "dense" not in batch:
+            return roma_loss(corresps, self._dense_gt(batch, corresps), self.conf["loss"])
+        return self._mixed_loss(batch, corresps)
+
+    def _dense_gt(self, batch: Mapping[str, Tensor], corresps: Mapping[int, Mapping[str, Tensor]]):
+        return self.ground_truth(batch, {lv: tuple(c["flow"].shape[-2:]) for lv, c in corresps.items()})
+
+    def _mixed_loss(self, batch: Mapping[str, Tensor], corresps: Mapping[int, Mapping[str, Tensor]]
+                    ) -> dict[str, Tensor]:
+        """Dense-GT samples (batch["dense"]) get roma_loss, sparse ones sparse_roma_loss (logged as sparse_*);
+        total = (n_dense · dense + sparse_weight · n_sparse · sparse) / B."""
+        dense = batch["dense"].bool()
+        n = dense.numel()
+        out: dict[str, Tensor] = {}
+        total = zero_like_graph(*(t for c in corresps.values() for t in c.values() if t.requires_grad))
+        for sel, sparse in ((dense, False), (~dense, True)):
+            k = int(sel.sum())
+            if k == 0:
+                continue
+            sub = {lv: {key: t[sel] for key, t in c.items()} for lv, c in corresps.items()}
+            if sparse:
+                part = sparse_roma_loss(sub, batch["sparse_A"][sel], batch["sparse_B"][sel],
+                                        batch["sparse_valid"][sel].bool(), self.conf["loss"])
+                weight = self.conf["sparse_weight"]
+            else:
+                part = roma_loss(sub, self._dense_gt({key: t[sel] for key, t in batch.items()}, sub),
+                                 self.conf["loss"])
+                weight = 1.0
+            total = total + part.pop("total") * (weight * k / n)
+            out.update({f"sparse_{key}" if sparse else key: val for key, val in part.items()})
+        out["total"] = total
+        return out
 
 
 @torch.no_grad()

@@ -65,3 +65,18 @@ def test_every_preset_resolves_and_the_finetune_preset_changes_only_its_keys():
     assert ft["train"] == {**base["train"], "steps": 2400, "lr_milestones": [0.8]}
     assert ft["task"] == {**base["task"], "weights": None, "pretrained_backbone": False,
                           "lr_decoder": 2e-4, "lr_encoder": 2e-5}
+    sfm = presets["stage2_tiny_cpu_sfm"]  # a preset on a preset on a preset: nested dicts merge key by key
+    assert sfm["train"] == {**ft["train"], "steps": 2000}
+    assert sfm["task"]["data"]["engine"] == base["task"]["data"]["engine"]
+    assert len(sfm["task"]["data"]["sfm"]) == 5 and sfm["task"]["data"]["sfm_fraction"] == 0.5
+    # and every preset is valid for its stage: its keys are known to the task and loop defaults (strict)
+    from l2m.config import merge_conf
+    from l2m.train.loop import default_conf as loop_conf
+    from l2m.train.stage1 import task_default_conf as s1
+    from l2m.train.stage2 import default_conf as s2
+    for name, conf in presets.items():
+        merge_conf(s1 if name.startswith("stage1") else s2, conf["task"], f"{name}.task")
+        merge_conf(loop_conf, conf["train"], f"{name}.train")
+        if name.startswith("stage2"):
+            from l2m.train.datasets import default_conf as data_conf
+            merge_conf(data_conf, conf["task"]["data"], f"{name}.task.data")

@@ -97,3 +97,32 @@ def test_feature_agreement_loss():
     b[1] = 100.0  # masked-out sample does not count
     assert math.isclose(float(feature_agreement_loss(a, b, m)["feat_l1"]), 0.5, rel_tol=1e-6)
     assert math.isclose(float(feature_agreement_loss(a, 2 * a, m, 0.0, 1.0)["total"]), 0.0, abs_tol=1e-6)
+
+
+def test_sparse_roma_loss_reads_each_level_at_the_points():
+    from l2m.train.losses import sparse_roma_loss
+
+    corr = {}
+    for lv, s in ((16, 4), (4, 16)):  # the flow of a 0.1 shift in x at every level
+        x2 = _grid(s, s)[None] + torch.tensor([0.1, 0.0])
+        corr[lv] = {"flow": x2.permute(0, 3, 1, 2).clone(), "certainty": torch.full((1, 1, s, s), 3.0)}
+    corr[16]["gm_cls"] = torch.zeros(1, 16, 4, 4)
+    corr[16]["gm_certainty"] = torch.zeros(1, 1, 4, 4)
+    x1 = torch.tensor([[[-0.5, -0.5], [0.25, 0.5], [0.0, 0.0]]])
+    valid = torch.tensor([[True, True, False]])  # the third point is padding
+    out = sparse_roma_loss(corr, x1, x1 + torch.tensor([0.1, 0.0]), valid)
+    cs16, cs4 = 1e-4 * 16, 1e-4 * 4
+    assert math.isclose(float(out["regression_16"]), cs16 ** 0.5, rel_tol=1e-3)  # EPE 0: the minimum c^a
+    assert math.isclose(float(out["regression_4"]), cs4 ** 0.5, rel_tol=1e-3)
+    assert math.isclose(float(out["gm_cls_16"]), math.log(16), rel_tol=1e-5)
+    assert math.isclose(float(out["certainty_4"]), math.log(1 + math.exp(-3)), rel_tol=1e-4)  # target 1
+    # targets 0.2 off: each regression grows, and the local mask drops the level-4 points (target 0)
+    off = sparse_roma_loss(corr, x1, x1 + torch.tensor([0.3, 0.0]), valid)
+    assert float(off["regression_16"]) > 10 * float(out["regression_16"])
+    assert float(off["regression_4"]) == 0.0
+    assert math.isclose(float(off["certainty_4"]), math.log(1 + math.exp(3)), rel_tol=1e-4)  # target 0
+    # padding is never read: moving the padded point changes nothing
+    x1b = x1.clone()
+    x1b[0, 2] = torch.tensor([0.9, -0.9])
+    again = sparse_roma_loss(corr, x1b, x1b + torch.tensor([0.1, 0.0]), valid)
+    assert float(again["total"]) == float(out["total"])
