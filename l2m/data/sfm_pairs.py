@@ -8,7 +8,9 @@ pairs at the training resolution with the correspondences inside both crops, in 
 coordinates (x, y in [-1, 1], pixel centres at -1 + (2i+1)/N).
 
 A reconstruction of a folder of photos is what `python -m l2m_sfm.reconstruct --images DIR` writes (`sfm/`);
-images are looked up by their COLMAP name under the given image folder.
+images are looked up by their COLMAP name under the given image folder. Scenes that do not reconstruct (a
+single pair, uncalibrated) still give their geometrically verified matches (`verified_pairs`, from the
+run's `database.db`).
 """
 from __future__ import annotations
 
@@ -60,6 +62,31 @@ def covisible_pairs(model_dir: Path, image_dir: Path, min_points: int = 50) -> l
             if not p.is_file():
                 raise FileNotFoundError(f"{p}: image {p.name} of {model_dir} is not under {image_dir}")
         pairs.append(SparsePair(pa, pb, np.asarray(la, np.float32), np.asarray(lb, np.float32)))
+    return pairs
+
+
+def verified_pairs(database: Path, image_dir: Path, min_matches: int = 50) -> list[SparsePair]:
+    """Every image pair of a COLMAP database with at least `min_matches` geometrically verified matches
+    (two-view geometry inliers; for scenes too small or too hard to reconstruct, e.g. a single pair)."""
+    import pycolmap
+
+    database, image_dir = Path(database), Path(image_dir)
+    if not database.is_file():
+        raise FileNotFoundError(f"{database}: no COLMAP database (python -m l2m_sfm.reconstruct writes one)")
+    pairs = []
+    with pycolmap.Database.open(str(database)) as db:
+        names = {im.image_id: im.name for im in db.read_all_images()}
+        for pair_id, tvg in zip(*db.read_two_view_geometries()):
+            m = np.asarray(tvg.inlier_matches)
+            if len(m) < min_matches:
+                continue
+            a, b = pycolmap.pair_id_to_image_pair(pair_id)
+            ka, kb = db.read_keypoints(a)[:, :2], db.read_keypoints(b)[:, :2]
+            pa, pb = image_dir / names[a], image_dir / names[b]
+            for p in (pa, pb):
+                if not p.is_file():
+                    raise FileNotFoundError(f"{p}: image {p.name} of {database} is not under {image_dir}")
+            pairs.append(SparsePair(pa, pb, ka[m[:, 0]].astype(np.float32), kb[m[:, 1]].astype(np.float32)))
     return pairs
 
 

@@ -47,6 +47,8 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
     ap.add_argument("--preset", default=f"stage{stage}_tiny_cpu", help="preset name or JSON path")
     ap.add_argument("--output", required=True, type=Path, help="run folder (checkpoints, logs, weights)")
     ap.add_argument("--images", type=Path, help="folder of photos for the synthetic pairs (task.data.images)")
+    ap.add_argument("--real-pairs", type=Path,
+                    help="JSON list of real-pair sources (task.data.sfm), as pipelines/real_pairs.py writes")
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
     ap.add_argument("--export-only", action="store_true",
                     help="write the weights of the last checkpoint in --output (no training) and exit")
@@ -63,6 +65,11 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
     task_conf = merge_conf(task_conf, over.get("task"), "task")
     if args.images:
         task_conf["data"] = {**task_conf["data"], "images": str(args.images)}
+    if args.real_pairs:
+        task_conf["data"] = {**task_conf["data"], "sfm": json.loads(args.real_pairs.read_text())}
+    if stage == 2 and "sfm_fraction" in task_conf["data"] and not task_conf["data"].get("sfm"):
+        raise ConfigError(f"Preset {args.preset} trains on real pairs: pass --real-pairs FILE "
+                          "(python pipelines/real_pairs.py writes outputs/real_pairs/sources.json)")
     loop_conf = merge_conf(loop_default_conf, preset.get("train"), "train")
     loop_conf = merge_conf(loop_conf, over.get("train"), "train")
     loop_conf["output_dir"] = str(args.output)

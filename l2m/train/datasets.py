@@ -27,9 +27,10 @@ default_conf: dict[str, Any] = {
     "views_per_image": 4,
     "val_images": 16,
     "seed": 0,
-    "sfm": [],                  # real pairs: [{"images": DIR, "model": COLMAP model DIR}, ...] (l2m.data.sfm_pairs)
+    "sfm": [],                  # real pairs (l2m.data.sfm_pairs): [{"images": DIR, "model": COLMAP model DIR}
+                                # (covisible 3D points) or {"images": DIR, "database": FILE} (verified matches)]
     "sfm_fraction": 0.5,        # share of real pairs among the training samples when `sfm` is given
-    "sfm_min_points": 50,       # covisible 3D points for a pair to be used
+    "sfm_min_points": 50,       # covisible 3D points / verified matches for a pair to be used
     "sfm_max_points": 1024,     # correspondences per sample (padded)
 }
 
@@ -64,13 +65,17 @@ class _Mixed(Dataset):
 
 def sfm_dataset(conf: Mapping[str, Any], resolution: tuple[int, int], n_dense: int) -> Dataset:
     """Real pairs of every `conf["sfm"]` reconstruction, repeated so they make `sfm_fraction` of the samples."""
-    from ..data.sfm_pairs import SfmPairs, covisible_pairs
+    from ..data.sfm_pairs import SfmPairs, covisible_pairs, verified_pairs
 
     pairs = []
     for entry in conf["sfm"]:
-        if not isinstance(entry, Mapping) or set(entry) != {"images", "model"}:
-            raise ValueError(f"data.sfm entries are {{'images': DIR, 'model': DIR}}, got {entry!r}")
-        pairs += covisible_pairs(Path(entry["model"]), Path(entry["images"]), int(conf["sfm_min_points"]))
+        if not isinstance(entry, Mapping) or set(entry) not in ({"images", "model"}, {"images", "database"}):
+            raise ValueError("data.sfm entries are {'images': DIR, 'model': COLMAP model DIR} or "
+                             f"{{'images': DIR, 'database': COLMAP database}}, got {entry!r}")
+        if "model" in entry:
+            pairs += covisible_pairs(Path(entry["model"]), Path(entry["images"]), int(conf["sfm_min_points"]))
+        else:
+            pairs += verified_pairs(Path(entry["database"]), Path(entry["images"]), int(conf["sfm_min_points"]))
     frac = float(conf["sfm_fraction"])
     if not 0 < frac < 1:
         raise ValueError(f"data.sfm_fraction must be in (0, 1), got {frac}")

@@ -68,7 +68,7 @@ def test_every_preset_resolves_and_the_finetune_preset_changes_only_its_keys():
     sfm = presets["stage2_tiny_cpu_sfm"]  # a preset on a preset on a preset: nested dicts merge key by key
     assert sfm["train"] == {**ft["train"], "steps": 2000}
     assert sfm["task"]["data"]["engine"] == base["task"]["data"]["engine"]
-    assert len(sfm["task"]["data"]["sfm"]) == 5 and sfm["task"]["data"]["sfm_fraction"] == 0.5
+    assert sfm["task"]["data"]["sfm_fraction"] == 0.5 and "sfm" not in sfm["task"]["data"]  # --real-pairs
     # and every preset is valid for its stage: its keys are known to the task and loop defaults (strict)
     from l2m.config import merge_conf
     from l2m.train.loop import default_conf as loop_conf
@@ -80,3 +80,29 @@ def test_every_preset_resolves_and_the_finetune_preset_changes_only_its_keys():
         if name.startswith("stage2"):
             from l2m.train.datasets import default_conf as data_conf
             merge_conf(data_conf, conf["task"]["data"], f"{name}.task.data")
+
+
+@pytest.mark.slow
+def test_real_pair_recipe_trains_on_sparse_correspondences(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "l2m" / "data"))
+    from data_scenes import write_colmap_model
+
+    images, model = write_colmap_model(tmp_path / "scene", {(1, 2): 80, (2, 3): 80})
+    sources = tmp_path / "sources.json"
+    sources.write_text(json.dumps([{"images": str(images), "model": str(model)}]))
+    photos, out = _photos(tmp_path / "photos"), tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "pipelines" / "train_stage2.py"), "--preset", "stage2_tiny_cpu_sfm",
+           "--output", str(out), "--images", str(photos), "task.weights=random", "task.pretrained_backbone=False",
+           "train.steps=3", "train.batch_size=4", "train.num_workers=0", "train.val_size=1", "train.val_every=100",
+           "train.log_every=1", "train.tensorboard=False", "task.resolution=[64, 64]", "task.data.engine.size=64",
+           "task.data.val_images=1", "task.data.views_per_image=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    missing = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert missing.returncode != 0 and "--real-pairs" in missing.stderr
+    subprocess.run([*cmd, "--real-pairs", str(sources)], check=True, timeout=600, env=env, cwd=ROOT)
+    recs = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r["split"] == "train"]
+    assert len(train) == 3 and all(np.isfinite(r["total"]) for r in train)
+    # 3 photos x 2 views synthetic + 2 real pairs x 3 repeats; the seeded shuffle puts real pairs in 2+ batches
+    assert sum("sparse_regression_1" in r for r in train) >= 2
+    assert json.loads((out / "config.json").read_text())["task"]["data"]["sfm"][0]["model"] == str(model)

@@ -7,45 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from l2m.data.sfm_pairs import SfmPairs, SparsePair, covisible_pairs
+from data_scenes import smooth_image, write_colmap_model
 
-
-def _smooth_image(w: int, h: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return cv2.resize(rng.integers(0, 255, (h // 16, w // 16, 3), dtype=np.uint8), (w, h),
-                      interpolation=cv2.INTER_CUBIC)
-
-
-def _write_model(root: Path, n_points: dict[tuple[int, ...], int]) -> tuple[Path, Path]:
-    """Three 160x120 images; `n_points[(ids...)]` 3D points seen by those images (pixel = point index)."""
-    images, model = root / "images", root / "model"
-    images.mkdir(parents=True)
-    model.mkdir()
-    for i in (1, 2, 3):
-        cv2.imwrite(str(images / f"im{i}.png"), _smooth_image(160, 120, i))
-    obs: dict[int, list[tuple[float, float, int]]] = {1: [], 2: [], 3: []}
-    points = []
-    pid = 0
-    for ids, n in n_points.items():
-        for _ in range(n):
-            pid += 1
-            track = []
-            for i in ids:
-                obs[i].append((10.0 + pid + i, 20.0 + 0.5 * pid, pid))  # x depends on the image: a "motion"
-                track += [i, len(obs[i]) - 1]
-            points.append(f"{pid} 0 0 1 0 0 0 0.5 " + " ".join(map(str, track)))
-    (model / "cameras.txt").write_text("1 PINHOLE 160 120 100 100 80 60\n")
-    lines = []
-    for i in (1, 2, 3):
-        lines.append(f"{i} 1 0 0 0 0 0 {i} 1 im{i}.png")
-        lines.append(" ".join(f"{x} {y} {p}" for x, y, p in obs[i]))
-    (model / "images.txt").write_text("\n".join(lines) + "\n")
-    (model / "points3D.txt").write_text("\n".join(points) + "\n")
-    return images, model
+from l2m.data.sfm_pairs import SfmPairs, SparsePair, covisible_pairs, verified_pairs
 
 
 def test_covisible_pairs_are_the_shared_observations(tmp_path):
-    images, model = _write_model(tmp_path, {(1, 2): 30, (1, 2, 3): 20, (2, 3): 5})
+    images, model = write_colmap_model(tmp_path, {(1, 2): 30, (1, 2, 3): 20, (2, 3): 5})
     pairs = covisible_pairs(model, images, min_points=21)
     assert [(p.path_A.name, p.path_B.name, len(p.xy_A)) for p in pairs] == [("im1.png", "im2.png", 50),
                                                                              ("im2.png", "im3.png", 25)]
@@ -58,13 +26,38 @@ def test_covisible_pairs_are_the_shared_observations(tmp_path):
         covisible_pairs(model, images, min_points=21)
 
 
+def test_verified_pairs_are_the_two_view_inliers(tmp_path):
+    import pycolmap
+
+    images = tmp_path / "images"
+    images.mkdir()
+    db_path = tmp_path / "database.db"
+    with pycolmap.Database.open(str(db_path)) as db:
+        cid = db.write_camera(pycolmap.Camera(model="PINHOLE", width=100, height=80, params=[50, 50, 50, 40]))
+        ids = []
+        for k, name in enumerate(("a.png", "b.png", "c.png")):
+            cv2.imwrite(str(images / name), smooth_image(100, 80, k))
+            ids.append(db.write_image(pycolmap.Image(name=name, camera_id=cid)))
+            db.write_keypoints(ids[-1], (np.arange(40, dtype=np.float32).reshape(20, 2) + 100 * k))
+        for (i, j), n in (((0, 1), 12), ((1, 2), 3)):
+            tvg = pycolmap.TwoViewGeometry()
+            tvg.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
+            tvg.inlier_matches = np.stack([np.arange(n), np.arange(n)[::-1]], 1).astype(np.uint32)
+            db.write_two_view_geometry(ids[i], ids[j], tvg)
+    pairs = verified_pairs(db_path, images, min_matches=10)
+    assert [(p.path_A.name, p.path_B.name, len(p.xy_A)) for p in pairs] == [("a.png", "b.png", 12)]
+    assert np.allclose(pairs[0].xy_A[0], [0, 1]) and np.allclose(pairs[0].xy_B[0], [122, 123])  # kp 11 of b
+    with pytest.raises(FileNotFoundError, match="no COLMAP database"):
+        verified_pairs(tmp_path / "none.db", images)
+
+
 @pytest.mark.parametrize("size", [(400, 300), (96, 80)])  # shrunk (area filter) and enlarged
 def test_crops_keep_correspondences_exact(tmp_path, size):
     """Both views of one image with identity correspondences: after two independent random crops, the
     pixels at sparse_A in crop A and at sparse_B in crop B are the same image point (equal colours)."""
     w, h = size
     path = tmp_path / "a.png"
-    cv2.imwrite(str(path), _smooth_image(w, h))
+    cv2.imwrite(str(path), smooth_image(w, h))
     rng = np.random.default_rng(1)
     xy = np.c_[rng.uniform(0, w, 400), rng.uniform(0, h, 400)].astype(np.float32)
     ds = SfmPairs([SparsePair(path, path, xy, xy)], (64, 96), repeats=6, max_points=256, zoom=(1.0, 1.3))
@@ -87,11 +80,11 @@ def test_crops_keep_correspondences_exact(tmp_path, size):
 def test_mixed_training_set_has_the_asked_share_of_real_pairs(tmp_path):
     from l2m.train.datasets import build_pair_datasets
 
-    images, model = _write_model(tmp_path / "scene", {(1, 2): 60, (2, 3): 60})
+    images, model = write_colmap_model(tmp_path / "scene", {(1, 2): 60, (2, 3): 60})
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(5):
-        cv2.imwrite(str(photos / f"p{i}.png"), _smooth_image(96, 64, 10 + i))
+        cv2.imwrite(str(photos / f"p{i}.png"), smooth_image(96, 64, 10 + i))
     conf = {"images": str(photos), "views_per_image": 4, "val_images": 1, "engine": {"size": 64},
             "sfm": [{"images": str(images), "model": str(model)}], "sfm_fraction": 0.5, "sfm_max_points": 64}
     train, val = build_pair_datasets(conf, (64, 64))

@@ -1,0 +1,120 @@
+"""Real training pairs for stage 2: reconstruct small scenes with a baseline matcher, list them for data.sfm.
+
+Two sources, both outside the evaluation scenes (../shared/data/strecha is never touched):
+  * every scene of ../shared/data/sfm_smoke, reconstructed with --matcher (default sift): covisible 3D points;
+  * the photos of ../shared/data/singleview that show one scene (grouped by their source folder in
+    manifest.csv: WxBS, EVD, Phototourism samples, ...; groups of 2-8 photos), matched with --pair-matcher
+    (default aliked+lightglue): geometrically verified matches (two photos rarely give a model).
+
+    python pipelines/real_pairs.py --output outputs/real_pairs
+    python pipelines/train_stage2.py --preset stage2_tiny_cpu_sfm --output runs/s2_sfm \
+        --images ../shared/data/singleview/images --real-pairs outputs/real_pairs/sources.json
+
+Writes <output>/sources.json (the `task.data.sfm` list) and <output>/report.json (pairs and correspondences per
+source). Runs resume: a scene whose reconstruction output exists is not recomputed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable without installation
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from l2m.data.sfm_pairs import covisible_pairs, verified_pairs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("L2M_SHARED_DATA", REPO / ".." / "shared" / "data"))
+
+
+def photo_groups(manifest: Path, min_size: int = 2, max_size: int = 8) -> dict[str, list[str]]:
+    """Photos of the single-view corpus that show one scene, `min_size` to `max_size` per group: a source
+    folder of that many photos (WxBS scene folders, demo assets); in larger folders, photos whose names
+    differ only by trailing digits (Phototourism `<landmark>_<id>_<id>`), across numbered view folders
+    (EVD `1/<scene>.png`, `2/<scene>.png`)."""
+    rows = list(csv.DictReader(manifest.open()))
+    by_folder: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_folder[f"{r['source_repo']}/{Path(r['source_path']).parent}"].append(r)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for folder, members in by_folder.items():
+        for r in members:
+            src = Path(r["source_path"])
+            if min_size <= len(members) <= max_size:
+                key = f"{r['group']}_{src.parent.parent.name}_{src.parent.name}"
+            else:
+                parent = "" if src.parent.name.isdigit() else f"{src.parent.name}_"
+                key = f"{r['group']}_{parent}{src.stem.rstrip('0123456789_')}"
+            groups[key].append(r["file"])
+    return {k: sorted(v) for k, v in sorted(groups.items()) if min_size <= len(v) <= max_size}
+
+
+def reconstruct(images: Path, output: Path, matcher: str, extra: list[str]) -> int:
+    """Run l2m_sfm.reconstruct unless `output` already holds its result; returns its exit code (0 if done)."""
+    if (output / "report.json").is_file():
+        return 0
+    cmd = [sys.executable, "-m", "l2m_sfm.reconstruct", "--images", str(images), "--output", str(output),
+           "--matcher", matcher, *extra]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if res.returncode:
+        last = (res.stdout + res.stderr).strip().splitlines()
+        print(f"    {output.name}: {last[-1][:160] if last else 'failed'}", flush=True)
+    return res.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", type=Path, default=REPO / "outputs" / "real_pairs")
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    ap.add_argument("--matcher", default="sift", help="matcher of the sfm_smoke reconstructions")
+    ap.add_argument("--pair-matcher", default="aliked+lightglue", help="matcher of the single-view groups")
+    ap.add_argument("--min-points", type=int, default=50)
+    args = ap.parse_args(argv)
+
+    sources, report = [], []
+    smoke = args.data / "sfm_smoke"
+    for scene in sorted(p for p in smoke.iterdir() if (p / "images").is_dir()):
+        out = args.output / "sfm_smoke" / scene.name
+        print(f"[real_pairs] sfm_smoke/{scene.name}: reconstruct with {args.matcher}", flush=True)
+        if reconstruct(scene / "images", out, args.matcher, []) == 0 and (out / "sfm").is_dir():
+            entry = {"images": str(scene / "images"), "model": str(out / "sfm")}
+            pairs = covisible_pairs(out / "sfm", scene / "images", args.min_points)
+            sources.append(entry)
+            report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
+    single = args.data / "singleview"
+    for name, files in photo_groups(single / "manifest.csv").items():
+        folder = args.output / "singleview" / name
+        images = folder / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        for f in files:  # links, not copies, of the shared photos
+            link = images / Path(f).name
+            if not link.exists():
+                link.symlink_to((single / f).resolve())
+        print(f"[real_pairs] singleview/{name} ({len(files)} photos): match with {args.pair_matcher}", flush=True)
+        reconstruct(images, folder / "run", args.pair_matcher, ["--camera-mode", "per-image"])
+        database = folder / "run" / "database.db"
+        if not database.is_file():
+            continue
+        pairs = verified_pairs(database, images, args.min_points)
+        if pairs:
+            entry = {"images": str(images), "database": str(database)}
+            sources.append(entry)
+            report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "sources.json").write_text(json.dumps(sources, indent=1) + "\n")
+    (args.output / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    n_pairs = sum(r["pairs"] for r in report)
+    n_corr = sum(r["correspondences"] for r in report)
+    print(f"[real_pairs] {len(sources)} sources, {n_pairs} pairs, {n_corr} correspondences -> "
+          f"{args.output / 'sources.json'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
