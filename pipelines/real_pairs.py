@@ -10,7 +10,8 @@ Two sources, both outside the evaluation scenes (../shared/data/strecha is never
     python pipelines/train_stage2.py --preset stage2_tiny_cpu_sfm --output runs/s2_sfm \
         --images ../shared/data/singleview/images --real-pairs outputs/real_pairs/sources.json
 
-Writes <output>/sources.json (the `task.data.sfm` list) and <output>/report.json (pairs and correspondences per
+Writes <output>/sources.json (the `task.data.sfm` list), <output>/sources_sfm_smoke.json (its sfm_smoke models
+only: what the bundled l2m-tiny was fine-tuned on) and <output>/report.json (pairs and correspondences per
 source). Runs resume: a scene whose reconstruction output exists is not recomputed.
 """
 from __future__ import annotations
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "sources.json").write_text(json.dumps(sources, indent=1) + "\n")
+    smoke_only = [e for e in sources if "model" in e]  # the sfm_smoke models alone (the shipped recipe)
+    (args.output / "sources_sfm_smoke.json").write_text(json.dumps(smoke_only, indent=1) + "\n")
     (args.output / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     n_pairs = sum(r["pairs"] for r in report)
     n_corr = sum(r["correspondences"] for r in report)

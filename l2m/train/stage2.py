@@ -4,6 +4,8 @@ Batch (from l2m.train.datasets): image_A/B (B,3,H,W) in [0,1], depth_A/B (B,H,W)
 pixels (centres at j+0.5), T_AtoB (B,4,4). GT warps are computed per decoder level at that level's size with
 l2m.data.correspondence.gt_warp (relative-depth threshold 0.05). Frozen parts: the external ViT of the ViT
 variants (as upstream); the tiny variant trains its XFeat backbone at the encoder learning rate.
+Batches that mix in real pairs (data.sfm) carry `dense` (B,) and sparse_A/B, sparse_valid: the dense samples
+get roma_loss, the real ones sparse_roma_loss at their correspondences (Stage2Model._mixed_loss).
 """
 from __future__ import annotations
 
