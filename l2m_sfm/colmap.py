@@ -368,6 +368,16 @@ def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: st
     return best, summary
 
 
+def remove_bad_points(reconstruction: pycolmap.Reconstruction, max_error: float = 4.0,
+                      min_tri_angle: float = 1.5) -> int:
+    """Recompute every point's reprojection error and drop observations above `max_error` px and points
+    triangulated under `min_tri_angle` degrees (COLMAP's mapper filter defaults), in place; returns how many
+    observations went. Run after the final bundle adjustment (refine_principal_points): seen on opensfm_lund,
+    it left 203 points with observations behind a camera (errors ~1e154 px)."""
+    reconstruction.update_point_3d_errors()
+    return int(pycolmap.ObservationManager(reconstruction).filter_all_points3D(max_error, min_tri_angle))
+
+
 def refine_principal_points(reconstruction: pycolmap.Reconstruction, min_images: int = 5,
                             max_shift: float = 0.05) -> bool:
     """Final bundle adjustment that also refines the principal points, in place; returns True if applied.

@@ -298,6 +298,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     refined = during
     if choice == "auto" and model is not None and not conf["camera"]["intrinsics"]:
         refined = colmap.refine_principal_points(model, PP_MIN_IMAGES)
+    if model is not None:
+        colmap.remove_bad_points(model)
     for summary in models:
         summary["principal_point_refined"] = refined
     return model, models

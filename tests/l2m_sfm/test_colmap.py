@@ -136,3 +136,19 @@ def test_global_mapping_registers_all(tracks):
 
     result = evaluate(model, pycolmap.Reconstruction(str(SAMPLE / "gt")))
     assert result["median_rotation_error_deg"] < 0.5
+
+
+def test_bad_points_are_removed_after_mapping():
+    rec = pycolmap.Reconstruction(str(SAMPLE / "gt"))
+    a, b = sorted(rec.reg_image_ids())[:2]
+    X = np.zeros(3)
+    for image_id, shift in ((a, 0.0), (b, 40.0)):  # point 2 is observed 40 px off in image b
+        im = rec.images[image_id]
+        im.points2D = [pycolmap.Point2D(im.project_point(X)), pycolmap.Point2D(im.project_point(X) + [shift, 0])]
+    for k in range(2):
+        track = pycolmap.Track()
+        track.add_element(a, k)
+        track.add_element(b, k)
+        rec.add_point3D(X, track)
+    assert colmap.remove_bad_points(rec, max_error=4.0, min_tri_angle=0.0) == 2  # both observations of point 2
+    assert rec.num_points3D() == 1 and rec.compute_mean_reprojection_error() < 1e-6
