@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2m.data.sfm_pairs import covisible_pairs, verified_pairs  # noqa: E402
+from l2m.data.sfm_pairs import source_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("L2M_SHARED_DATA", REPO / ".." / "shared" / "data"))
@@ -79,15 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sources, report = [], []
+
+    def add(entry: dict[str, str]) -> None:
+        pairs = source_pairs(entry, args.min_points)
+        if pairs:
+            sources.append(entry)
+            report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
+
     smoke = args.data / "sfm_smoke"
     for scene in sorted(p for p in smoke.iterdir() if (p / "images").is_dir()):
         out = args.output / "sfm_smoke" / scene.name
         print(f"[real_pairs] sfm_smoke/{scene.name}: reconstruct with {args.matcher}", flush=True)
         if reconstruct(scene / "images", out, args.matcher, []) == 0 and (out / "sfm").is_dir():
-            entry = {"images": str(scene / "images"), "model": str(out / "sfm")}
-            pairs = covisible_pairs(out / "sfm", scene / "images", args.min_points)
-            sources.append(entry)
-            report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
+            add({"images": str(scene / "images"), "model": str(out / "sfm")})
     single = args.data / "singleview"
     for name, files in photo_groups(single / "manifest.csv").items():
         folder = args.output / "singleview" / name
@@ -99,14 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 link.symlink_to((single / f).resolve())
         print(f"[real_pairs] singleview/{name} ({len(files)} photos): match with {args.pair_matcher}", flush=True)
         reconstruct(images, folder / "run", args.pair_matcher, ["--camera-mode", "per-image"])
-        database = folder / "run" / "database.db"
-        if not database.is_file():
-            continue
-        pairs = verified_pairs(database, images, args.min_points)
-        if pairs:
-            entry = {"images": str(images), "database": str(database)}
-            sources.append(entry)
-            report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
+        if (folder / "run" / "database.db").is_file():
+            add({"images": str(images), "database": str(folder / "run" / "database.db")})
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "sources.json").write_text(json.dumps(sources, indent=1) + "\n")
     smoke_only = [e for e in sources if "model" in e]  # the sfm_smoke models alone (the shipped recipe)

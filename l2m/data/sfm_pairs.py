@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -33,6 +33,25 @@ class SparsePair:
     path_B: Path
     xy_A: np.ndarray
     xy_B: np.ndarray
+
+
+def _sparse_pair(image_dir: Path, name_a: str, name_b: str, xy_a, xy_b, source: Path) -> SparsePair:
+    paths = (image_dir / name_a, image_dir / name_b)
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: image {p.name} of {source} is not under {image_dir}")
+    return SparsePair(*paths, np.asarray(xy_a, np.float32), np.asarray(xy_b, np.float32))
+
+
+def source_pairs(entry: Mapping[str, str], min_points: int = 50) -> list[SparsePair]:
+    """The pairs of one source: ``{"images": DIR, "model": COLMAP model DIR}`` (covisible_pairs) or
+    ``{"images": DIR, "database": COLMAP database}`` (verified_pairs)."""
+    if not isinstance(entry, Mapping) or set(entry) not in ({"images", "model"}, {"images", "database"}):
+        raise ValueError("data.sfm entries are {'images': DIR, 'model': COLMAP model DIR} or "
+                         f"{{'images': DIR, 'database': COLMAP database}}, got {entry!r}")
+    if "model" in entry:
+        return covisible_pairs(Path(entry["model"]), Path(entry["images"]), min_points)
+    return verified_pairs(Path(entry["database"]), Path(entry["images"]), min_points)
 
 
 def covisible_pairs(model_dir: Path, image_dir: Path, min_points: int = 50) -> list[SparsePair]:
@@ -57,11 +76,7 @@ def covisible_pairs(model_dir: Path, image_dir: Path, min_points: int = 50) -> l
     for (a, b), (la, lb) in sorted(obs.items()):
         if len(la) < min_points:
             continue
-        pa, pb = image_dir / rec.images[a].name, image_dir / rec.images[b].name
-        for p in (pa, pb):
-            if not p.is_file():
-                raise FileNotFoundError(f"{p}: image {p.name} of {model_dir} is not under {image_dir}")
-        pairs.append(SparsePair(pa, pb, np.asarray(la, np.float32), np.asarray(lb, np.float32)))
+        pairs.append(_sparse_pair(image_dir, rec.images[a].name, rec.images[b].name, la, lb, model_dir))
     return pairs
 
 
@@ -82,11 +97,7 @@ def verified_pairs(database: Path, image_dir: Path, min_matches: int = 50) -> li
                 continue
             a, b = pycolmap.pair_id_to_image_pair(pair_id)
             ka, kb = db.read_keypoints(a)[:, :2], db.read_keypoints(b)[:, :2]
-            pa, pb = image_dir / names[a], image_dir / names[b]
-            for p in (pa, pb):
-                if not p.is_file():
-                    raise FileNotFoundError(f"{p}: image {p.name} of {database} is not under {image_dir}")
-            pairs.append(SparsePair(pa, pb, ka[m[:, 0]].astype(np.float32), kb[m[:, 1]].astype(np.float32)))
+            pairs.append(_sparse_pair(image_dir, names[a], names[b], ka[m[:, 0]], kb[m[:, 1]], database))
     return pairs
 
 
@@ -113,9 +124,8 @@ def _crop(image: np.ndarray, scale: float, x0: float, y0: float, out_hw: tuple[i
     if scale < 1:  # area-filter first, then an exact sub-pixel crop of the small image
         h, w = image.shape[:2]
         size = (max(1, round(w * scale)), max(1, round(h * scale)))  # dsize: cv2 then maps with dsize / size
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         sx, sy = size[0] / w, size[1] / h
-        image = small
     ax, bx = _affine_index(scale / sx, -x0)
     ay, by = _affine_index(scale / sy, -y0)
     M = np.array([[ax, 0, bx], [0, ay, by]], np.float64)
@@ -151,21 +161,21 @@ class SfmPairs(Dataset):
         best = None
         for _ in range(self.tries):  # the crops that keep the most correspondences of a few random draws
             crops = [random_crop(im.shape[:2], (H, W), rng, self.zoom) for im, _ in views]
-            xy = [xy * s - np.array([x0, y0], np.float32) for (_, xy), (s, x0, y0) in zip(views, crops)]
-            inside = np.ones(len(xy[0]), bool)
-            for p in xy:
+            moved = [pts * s - np.array([x0, y0], np.float32) for (_, pts), (s, x0, y0) in zip(views, crops)]
+            inside = np.ones(len(moved[0]), bool)
+            for p in moved:
                 inside &= (p[:, 0] >= 0) & (p[:, 0] < W) & (p[:, 1] >= 0) & (p[:, 1] < H)
             if best is None or inside.sum() > best[2].sum():
-                best = (crops, xy, inside)
+                best = (crops, moved, inside)
             if inside.sum() >= self.min_points:
                 break
-        crops, xy, inside = best
+        crops, moved, inside = best
         keep = np.flatnonzero(inside)
         if len(keep) > self.max_points:
             keep = rng.choice(keep, self.max_points, replace=False)
         out: dict[str, torch.Tensor] = {}
         scale_norm = np.array([2 / W, 2 / H], np.float32)
-        for tag, (im, _), crop, p in zip("AB", views, crops, xy):
+        for tag, (im, _), crop, p in zip("AB", views, crops, moved):
             image = _crop(im, *crop, (H, W))
             out[f"image_{tag}"] = torch.from_numpy(image).permute(2, 0, 1).float() / 255
             pts = np.zeros((self.max_points, 2), np.float32)

@@ -65,17 +65,9 @@ class _Mixed(Dataset):
 
 def sfm_dataset(conf: Mapping[str, Any], resolution: tuple[int, int], n_dense: int) -> Dataset:
     """Real pairs of every `conf["sfm"]` reconstruction, repeated so they make `sfm_fraction` of the samples."""
-    from ..data.sfm_pairs import SfmPairs, covisible_pairs, verified_pairs
+    from ..data.sfm_pairs import SfmPairs, source_pairs
 
-    pairs = []
-    for entry in conf["sfm"]:
-        if not isinstance(entry, Mapping) or set(entry) not in ({"images", "model"}, {"images", "database"}):
-            raise ValueError("data.sfm entries are {'images': DIR, 'model': COLMAP model DIR} or "
-                             f"{{'images': DIR, 'database': COLMAP database}}, got {entry!r}")
-        if "model" in entry:
-            pairs += covisible_pairs(Path(entry["model"]), Path(entry["images"]), int(conf["sfm_min_points"]))
-        else:
-            pairs += verified_pairs(Path(entry["database"]), Path(entry["images"]), int(conf["sfm_min_points"]))
+    pairs = [p for entry in conf["sfm"] for p in source_pairs(entry, int(conf["sfm_min_points"]))]
     frac = float(conf["sfm_fraction"])
     if not 0 < frac < 1:
         raise ValueError(f"data.sfm_fraction must be in (0, 1), got {frac}")

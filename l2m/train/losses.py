@@ -52,16 +52,25 @@ def gm_cls_loss(gm_cls: Tensor, gm_certainty: Tensor, x2: Tensor, prob: Tensor, 
     return {"gm_cls": cls, "gm_certainty": cert, "total": cls + ce_weight * cert}
 
 
+def robust_penalty(epe: Tensor, cs: float, alpha: float) -> Tensor:
+    """RoMa's robust regression penalty c^a((EPE/c)²+1)^(a/2) per element (minimum c^a at EPE 0)."""
+    return cs ** alpha * ((epe / cs) ** 2 + 1) ** (alpha / 2)
+
+
+def local_radius(conf: Mapping[str, Any], level: int) -> float:
+    """RoMa's local mask at `level`: supervise where the previous level's EPE is below this (normalised)."""
+    return (2 / 512) * conf["local_dist"][str(level)] * level
+
+
 def robust_regression_loss(flow: Tensor, certainty: Tensor, x2: Tensor, prob: Tensor, level: int,
                            ce_weight: float = 0.01, alpha: float = 0.5, c: float = 1e-4,
                            valid_threshold: float = 0.99) -> dict[str, Tensor]:
     """Robust EPE loss c^a((EPE/c)²+1)^(a/2) (c scaled by the level) on valid pixels + BCE certainty vs prob."""
     epe = (flow.permute(0, 2, 3, 1) - x2).norm(dim=-1)
     cert = F.binary_cross_entropy_with_logits(certainty[:, 0], prob)
-    cs = c * level
     valid = prob > valid_threshold
     if valid.any():
-        reg = (cs ** alpha * ((epe / cs) ** 2 + 1) ** (alpha / 2))[valid].mean()
+        reg = robust_penalty(epe, c * level, alpha)[valid].mean()
     else:
         reg = zero_like_graph(flow, certainty)
     return {"regression": reg, "certainty": cert, "total": reg + ce_weight * cert, "epe": epe.detach()}
@@ -86,9 +95,8 @@ def roma_loss(corresps: Mapping[int, Mapping[str, Tensor]], gt: Mapping[int, tup
         if x2.shape[1:3] != (h, w):
             raise ValueError(f"roma_loss: GT at level {level} is {tuple(x2.shape[1:3])}, flow is {(h, w)}")
         if prev_epe is not None and level <= conf["local_largest_scale"]:
-            dist = conf["local_dist"][str(level)]
             near = F.interpolate(prev_epe[:, None], size=(h, w), mode="nearest-exact")[:, 0]
-            prob = prob * (near < (2 / 512) * dist * level)
+            prob = prob * (near < local_radius(conf, level))
         weight = float(conf["level_weights"].get(str(level), 1.0))
         if "gm_cls" in out:
             g = gm_cls_loss(out["gm_cls"].float(), out["gm_certainty"].float(), x2, prob, conf["ce_weight"],
@@ -145,7 +153,7 @@ def sparse_roma_loss(corresps: Mapping[int, Mapping[str, Tensor]], x1: Tensor, x
         out = corresps[level]
         target = valid.float()
         if prev_epe is not None and level <= conf["local_largest_scale"]:
-            target = target * (prev_epe < (2 / 512) * conf["local_dist"][str(level)] * level)
+            target = target * (prev_epe < local_radius(conf, level))
         weight = float(conf["level_weights"].get(str(level), 1.0))
         ok = target > conf["valid_threshold"]
         if "gm_cls" in out:
@@ -160,8 +168,7 @@ def sparse_roma_loss(corresps: Mapping[int, Mapping[str, Tensor]], x1: Tensor, x
         flow = _at_points(out["flow"].float(), x1)
         cert_logit = _at_points(out["certainty"].float(), x1)[..., 0]
         epe = (flow - x2).norm(dim=-1)
-        cs = conf["c"] * level
-        reg = (cs ** conf["alpha"] * ((epe / cs) ** 2 + 1) ** (conf["alpha"] / 2))[ok].mean() if ok.any() else \
+        reg = robust_penalty(epe, conf["c"] * level, conf["alpha"])[ok].mean() if ok.any() else \
             zero_like_graph(out["flow"])
         cert = F.binary_cross_entropy_with_logits(cert_logit[valid], target[valid]) if valid.any() else \
             zero_like_graph(out["certainty"])
