@@ -49,7 +49,12 @@ default_conf: dict[str, Any] = {
     # (opensfm_lund: 2/29 incremental, 29/29 global). Before the fallback, `type` runs again with other
     # random seeds, up to `attempts` runs in all: COLMAP's initial-pair choice is random and mapping costs
     # seconds next to matching (sacre_coeur with l2m-tiny: 2, 4, 5, 10, 10 of 10 images over five seeds).
-    "mapper": {"type": "incremental", "options": {}, "attempts": 3, "fallback": "global", "fallback_below": 1.0},
+    # seed: COLMAP random_seed of the first run (run k: seed + k; None: COLMAP's time-derived seed).
+    # deterministic: map on one thread unless options.num_threads says otherwise; COLMAP 4.2.1 repeats a run
+    # only with a seed AND one thread (Herz-Jesus-P8, SIFT: seed 0 on 2 threads gave 3974, 3974, 3972 points
+    # and camera centres 0.03 apart over three runs; on 1 thread three identical models).
+    "mapper": {"type": "incremental", "options": {}, "attempts": 3, "fallback": "global", "fallback_below": 1.0,
+               "seed": 0, "deterministic": True},
     "device": "cpu",
     "num_match_images": 4,  # pictures of matches written to OUT/matches/
     "verbose": False,  # COLMAP log on the console too
@@ -276,8 +281,7 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     attempts = max(1, int(conf["mapper"]["attempts"]))
     found, models = [], []
     for attempt in range(attempts):
-        seed = {"random_seed": attempt} if attempt else {}  # the first run keeps the user's options as given
-        model, attempt_models = _run_mapper(mapper, colmap.deep_update(conf["mapper"]["options"], seed), during,
+        model, attempt_models = _run_mapper(mapper, _mapper_options(conf["mapper"], attempt), during,
                                             database, image_dir, output, num_images)
         models += [{**m, "attempt": attempt} for m in attempt_models]
         found += [model] if model is not None else []
@@ -285,11 +289,12 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         registered = model.num_reg_images() if model is not None else 0
         if registered >= target or attempt + 1 == attempts:
             break
-        print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; "
-              f"attempt {attempt + 2} with random seed {attempt + 1}")
+        print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; attempt {attempt + 2} "
+              f"with random seed {_mapper_options(conf['mapper'], attempt + 1)['random_seed']}")
     if fallback and fallback != mapper and registered < target:
         print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
-        other, other_models = _run_mapper(fallback, {}, during, database, image_dir, output, num_images)
+        other, other_models = _run_mapper(fallback, _mapper_options({**conf["mapper"], "options": {}}, 0), during,
+                                          database, image_dir, output, num_images)
         models += other_models
         # a fallback model with almost no points is degenerate (seen: 10 images held by 15 points)
         if (other is not None and other.num_reg_images() > registered
@@ -303,6 +308,24 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     for summary in models:
         summary["principal_point_refined"] = refined
     return model, models
+
+
+def _mapper_options(mapper_conf: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """Pipeline options of mapping run `attempt`: the user's options plus its seed and thread count.
+
+    The base seed is `options.random_seed` if given, else `seed`; run k uses base + k. With no base seed
+    (None or negative) the first run keeps COLMAP's time-derived seed and run k uses seed k.
+    `options.num_threads` wins over `deterministic`.
+    """
+    options = dict(mapper_conf["options"])
+    base = options.pop("random_seed", mapper_conf["seed"])
+    if base is not None and int(base) >= 0:
+        options["random_seed"] = int(base) + attempt
+    elif attempt:
+        options["random_seed"] = attempt
+    if mapper_conf["deterministic"]:
+        options.setdefault("num_threads", 1)
+    return options
 
 
 def _run_mapper(mapper: str, user_options: dict[str, Any], refine_pp: bool, database: Path, image_dir: Path,

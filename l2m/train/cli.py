@@ -8,7 +8,7 @@ A preset is `pipelines/configs/<name>.json` (or any JSON file given with --conf)
 `task.data.views_per_image=2`). A preset may name a `"base"` preset and list only what it changes. The
 resolved config is written to OUTPUT/config.json; at the last step the trained weights are exported (stage 1:
 OUTPUT/encoder.pt, stage 2: OUTPUT/matcher.pt); `--export-only` writes them from the last checkpoint of an
-unfinished (e.g. time-boxed) run.
+unfinished (e.g. time-boxed) run, or from `--checkpoint STEP`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Sequence
 
 from ..config import ConfigError, merge_conf, parse_overrides
 from .loop import default_conf as loop_default_conf
-from .loop import dist_info, latest_checkpoint, train
+from .loop import checkpoint_path, dist_info, latest_checkpoint, train
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
 
@@ -52,6 +52,9 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
     ap.add_argument("--export-only", action="store_true",
                     help="write the weights of the last checkpoint in --output (no training) and exit")
+    ap.add_argument("--checkpoint", type=int, metavar="STEP",
+                    help="with --export-only: export OUTPUT/checkpoint_STEP.pt instead of the last one "
+                         "(e.g. the step with the best validation)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100")
     args = ap.parse_args(argv)
 
@@ -83,9 +86,12 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
         saved = args.output / "config.json"
         if saved.is_file():  # the run's own resolved config, not the preset's
             task = Task(json.loads(saved.read_text())["task"], loop_conf["batch_size"])
-        ckpt = latest_checkpoint(args.output)
-        if ckpt is None:
-            raise FileNotFoundError(f"--export-only: no checkpoint_*.pt in {args.output}")
+        ckpt = checkpoint_path(args.output, args.checkpoint) if args.checkpoint is not None \
+            else latest_checkpoint(args.output)
+        if ckpt is None or not ckpt.is_file():
+            kept = sorted(p.name for p in args.output.glob("checkpoint_*.pt"))
+            raise FileNotFoundError(f"--export-only: no {ckpt.name if ckpt else 'checkpoint_*.pt'} in "
+                                    f"{args.output} (kept: {', '.join(kept) or 'none'})")
         model = task.build_model()
         model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
         path = args.output / ("encoder.pt" if stage == 1 else "matcher.pt")

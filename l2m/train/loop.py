@@ -137,6 +137,11 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
+def checkpoint_path(output_dir: Path, step: int) -> Path:
+    """Where the checkpoint of `step` is (or would be) written in `output_dir`."""
+    return Path(output_dir) / f"checkpoint_{step:08d}.pt"
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The checkpoint with the highest step in `output_dir` (None if there is none)."""
     d = Path(output_dir)
@@ -368,7 +373,7 @@ def _checkpoint(out: Path, model, opt, sched, scaler, step: int, conf: dict, is_
     state = {"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
              "scaler": scaler.state_dict(), "step": step, "config": json.loads(json.dumps(conf, default=str)),
              "rng": rngs}
-    save_checkpoint(out / f"checkpoint_{step:08d}.pt", state)
+    save_checkpoint(checkpoint_path(out, step), state)
     if keep:
         old = sorted(p for p in out.glob("checkpoint_*.pt") if CKPT_RE.match(p.name))[:-keep]
         for p in old:

@@ -49,6 +49,14 @@ def test_recipe_runs_stops_resumes_and_exports(tmp_path, stage):
         m = build_model("l2m-tiny", weights=out / "matcher.pt")  # strict load of the exported weights
         ck = torch.load(out / "checkpoint_00000004.pt", weights_only=True)["model"]
         assert torch.equal(m.state_dict()["decoder.proj.16.0.weight"], ck["matcher.decoder.proj.16.0.weight"])
+        # export an earlier checkpoint (checkpoint selection), and a clear error for one that is not kept
+        _run(stage, out, images, "--export-only", "--checkpoint", "2")
+        early = torch.load(out / "checkpoint_00000002.pt", weights_only=True)["model"]
+        m = build_model("l2m-tiny", weights=out / "matcher.pt")
+        assert torch.equal(m.state_dict()["decoder.proj.16.0.weight"], early["matcher.decoder.proj.16.0.weight"])
+        assert not torch.equal(early["matcher.decoder.proj.16.0.weight"], ck["matcher.decoder.proj.16.0.weight"])
+        with pytest.raises(subprocess.CalledProcessError):
+            _run(stage, out, images, "--export-only", "--checkpoint", "3")
     else:
         from l2m.models.cnn import XFeatPyramid
         from l2m.models.checkpoint import load_into
