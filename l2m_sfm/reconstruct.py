@@ -281,18 +281,20 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     attempts = max(1, int(conf["mapper"]["attempts"]))
     found, models = [], []
     for attempt in range(attempts):
-        model, attempt_models = _run_mapper(mapper, _mapper_options(conf["mapper"], attempt), during,
-                                            database, image_dir, output, num_images)
+        options = _mapper_options(conf["mapper"], attempt)
+        if attempt:
+            print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; attempt {attempt + 1} "
+                  f"with random seed {options['random_seed']}")
+        model, attempt_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images)
         models += [{**m, "attempt": attempt} for m in attempt_models]
         found += [model] if model is not None else []
         model = max(found, key=colmap.model_rank, default=None)
         registered = model.num_reg_images() if model is not None else 0
-        if registered >= target or attempt + 1 == attempts:
+        if registered >= target:
             break
-        print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; attempt {attempt + 2} "
-              f"with random seed {_mapper_options(conf['mapper'], attempt + 1)['random_seed']}")
     if fallback and fallback != mapper and registered < target:
         print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
+        # mapper.options are keys of `type` pipeline options; the fallback keeps only the seed and threads
         other, other_models = _run_mapper(fallback, _mapper_options({**conf["mapper"], "options": {}}, 0), during,
                                           database, image_dir, output, num_images)
         models += other_models

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from ..config import ConfigError, merge_conf, parse_overrides
 from .loop import default_conf as loop_default_conf
-from .loop import checkpoint_path, dist_info, latest_checkpoint, train
+from .loop import checkpoint_path, dist_info, latest_checkpoint, list_checkpoints, train
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
 
@@ -89,7 +89,7 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
         ckpt = checkpoint_path(args.output, args.checkpoint) if args.checkpoint is not None \
             else latest_checkpoint(args.output)
         if ckpt is None or not ckpt.is_file():
-            kept = sorted(p.name for p in args.output.glob("checkpoint_*.pt"))
+            kept = [p.name for p in list_checkpoints(args.output)]
             raise FileNotFoundError(f"--export-only: no {ckpt.name if ckpt else 'checkpoint_*.pt'} in "
                                     f"{args.output} (kept: {', '.join(kept) or 'none'})")
         model = task.build_model()

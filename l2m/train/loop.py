@@ -142,10 +142,15 @@ def checkpoint_path(output_dir: Path, step: int) -> Path:
     return Path(output_dir) / f"checkpoint_{step:08d}.pt"
 
 
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoints kept in `output_dir`, oldest step first (empty if the folder does not exist)."""
+    d = Path(output_dir)
+    return sorted(p for p in d.glob("checkpoint_*.pt") if CKPT_RE.match(p.name)) if d.is_dir() else []
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The checkpoint with the highest step in `output_dir` (None if there is none)."""
-    d = Path(output_dir)
-    found = sorted(p for p in d.glob("checkpoint_*.pt") if CKPT_RE.match(p.name)) if d.is_dir() else []
+    found = list_checkpoints(output_dir)
     return found[-1] if found else None
 
 
@@ -375,8 +380,7 @@ def _checkpoint(out: Path, model, opt, sched, scaler, step: int, conf: dict, is_
              "rng": rngs}
     save_checkpoint(checkpoint_path(out, step), state)
     if keep:
-        old = sorted(p for p in out.glob("checkpoint_*.pt") if CKPT_RE.match(p.name))[:-keep]
-        for p in old:
+        for p in list_checkpoints(out)[:-keep]:
             p.unlink(missing_ok=True)
 
 
