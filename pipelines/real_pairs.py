@@ -13,6 +13,10 @@ Two sources, both outside the evaluation scenes (../shared/data/strecha is never
 Writes <output>/sources.json (the `task.data.sfm` list), <output>/sources_sfm_smoke.json (its sfm_smoke models
 only: what the bundled l2m-tiny was fine-tuned on) and <output>/report.json (pairs and correspondences per
 source). Runs resume: a scene whose reconstruction output exists is not recomputed.
+
+`--hold-out SCENE ...` keeps sfm_smoke scenes out of both lists and writes each as a validation scene for
+`task.real_val.scene` instead: <output>/val/<scene>/ with images/ and gt/ (links to the photos and to the SIFT
+model) and pairs.txt (registered images, all i<j with j-i <= 3 in sorted order, the Strecha rule).
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from l2m.data.sfm_pairs import source_pairs  # noqa: E402
+from l2m_sfm.bench_datasets import default_scene_pairs  # noqa: E402
+from l2m_sfm.pairs import write_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("L2M_SHARED_DATA", REPO / ".." / "shared" / "data"))
@@ -69,6 +75,21 @@ def reconstruct(images: Path, output: Path, matcher: str, extra: list[str]) -> i
     return res.returncode
 
 
+def validation_scene(images: Path, model: Path, folder: Path) -> Path:
+    """A `real_val` scene folder of a reconstruction: images/ and gt/ link to `images` and `model`, pairs.txt
+    lists the registered images' pairs with j-i <= 3. Returns the folder."""
+    import pycolmap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for link, target in ((folder / "images", images), (folder / "gt", model)):
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(target).resolve(), target_is_directory=True)
+    names = [im.name for im in pycolmap.Reconstruction(str(model)).images.values()]
+    write_pairs(default_scene_pairs(names), folder / "pairs.txt")
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--output", type=Path, default=REPO / "outputs" / "real_pairs")
@@ -76,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--matcher", default="sift", help="matcher of the sfm_smoke reconstructions")
     ap.add_argument("--pair-matcher", default="aliked+lightglue", help="matcher of the single-view groups")
     ap.add_argument("--min-points", type=int, default=50)
+    ap.add_argument("--hold-out", nargs="*", default=[], metavar="SCENE",
+                    help="sfm_smoke scenes kept out of training, written as validation scenes under <output>/val")
     args = ap.parse_args(argv)
 
     sources, report = [], []
@@ -87,10 +110,18 @@ def main(argv: list[str] | None = None) -> int:
             report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
 
     smoke = args.data / "sfm_smoke"
+    unknown = set(args.hold_out) - {p.name for p in smoke.iterdir()}
+    if unknown:
+        ap.error(f"--hold-out: no sfm_smoke scene {', '.join(sorted(unknown))} in {smoke}")
     for scene in sorted(p for p in smoke.iterdir() if (p / "images").is_dir()):
         out = args.output / "sfm_smoke" / scene.name
         print(f"[real_pairs] sfm_smoke/{scene.name}: reconstruct with {args.matcher}", flush=True)
-        if reconstruct(scene / "images", out, args.matcher, []) == 0 and (out / "sfm").is_dir():
+        if reconstruct(scene / "images", out, args.matcher, []) != 0 or not (out / "sfm").is_dir():
+            continue
+        if scene.name in args.hold_out:
+            val = validation_scene(scene / "images", out / "sfm", args.output / "val" / scene.name)
+            print(f"    held out for validation: {val}", flush=True)
+        else:
             add({"images": str(scene / "images"), "model": str(out / "sfm")})
     single = args.data / "singleview"
     for name, files in photo_groups(single / "manifest.csv").items():

@@ -77,6 +77,10 @@ def test_every_preset_resolves_and_the_finetune_preset_changes_only_its_keys():
     assert sfm["train"] == {**ft["train"], "steps": 2000}
     assert sfm["task"]["data"]["engine"] == base["task"]["data"]["engine"]
     assert sfm["task"]["data"]["sfm_fraction"] == 0.5 and "sfm" not in sfm["task"]["data"]  # --real-pairs
+    real = presets["stage2_tiny_cpu_real"]  # held-out model selection on top of the real-pair recipe
+    assert real["train"] == {**sfm["train"], "checkpoint_every": 200, "val_every": 200, "keep_checkpoints": 10}
+    assert real["task"]["data"] == {**sfm["task"]["data"], "sfm_fraction": 0.6}
+    assert real["task"]["real_val"]["scene"].endswith("val/sacre_coeur") and real["task"]["real_val"]["max_pairs"] == 24
     # and every preset is valid for its stage: its keys are known to the task and loop defaults (strict)
     from l2m.config import merge_conf
     from l2m.train.loop import default_conf as loop_conf
