@@ -15,8 +15,9 @@ only: what the bundled l2m-tiny was fine-tuned on) and <output>/report.json (pai
 source). Runs resume: a scene whose reconstruction output exists is not recomputed.
 
 `--hold-out SCENE ...` keeps sfm_smoke scenes out of both lists and writes each as a validation scene for
-`task.real_val.scene` instead: <output>/val/<scene>/ with images/ and gt/ (links to the photos and to the SIFT
-model) and pairs.txt (registered images, all i<j with j-i <= 3 in sorted order, the Strecha rule).
+`task.real_val.scene` and pipelines/scene_benchmark.py instead: <output>/val/<scene>/ with images/ and gt/ (the
+photos and the SIFT model, undistorted to PINHOLE by COLMAP) and pairs.txt (registered images, all i<j with
+j-i <= 3 in sorted order, the Strecha rule).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -76,17 +78,25 @@ def reconstruct(images: Path, output: Path, matcher: str, extra: list[str]) -> i
 
 
 def validation_scene(images: Path, model: Path, folder: Path) -> Path:
-    """A `real_val` scene folder of a reconstruction: images/ and gt/ link to `images` and `model`, pairs.txt
-    lists the registered images' pairs with j-i <= 3. Returns the folder."""
+    """A scene folder with ground truth (`task.real_val.scene`, pipelines/scene_benchmark.py) made from a
+    reconstruction: images/ and gt/ undistorted to PINHOLE by COLMAP (both consumers use K alone), pairs.txt
+    the registered images' pairs with j-i <= 3 in sorted order. Done once: an existing folder is kept."""
     import pycolmap
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for link, target in ((folder / "images", images), (folder / "gt", model)):
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(Path(target).resolve(), target_is_directory=True)
-    names = [im.name for im in pycolmap.Reconstruction(str(model)).images.values()]
-    write_pairs(default_scene_pairs(names), folder / "pairs.txt")
+    if (folder / "pairs.txt").is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pycolmap.undistort_images(tmp, model, images)  # writes images/, sparse/ (+ MVS files we drop)
+    (tmp / "sparse").rename(tmp / "gt")
+    for extra in ("stereo", "run-colmap-geometric.sh", "run-colmap-photometric.sh"):
+        target = tmp / extra
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    names = [im.name for im in pycolmap.Reconstruction(str(tmp / "gt")).images.values()]
+    write_pairs(default_scene_pairs(names), tmp / "pairs.txt")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
     return folder
 
 
