@@ -4,7 +4,7 @@
 |---|---|---|---|---|
 | ``l2m++`` | DINOv2 ViT-L/14, frozen, outside the state dict | VGG19-BN | full size (spec §3), 603 keys | 560 / 864 |
 | ``l2m-vitb`` | L2M ICCV 3D-aware ViT-B/14 (``{"model": ...}``) | VGG19-BN | full size, proj.16 768 -> 512 | 560 / 864 |
-| ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / 640 |
+| ``l2m-tiny`` | XFeat (level 16 = block4 + pooled descriptors) | XFeat | tiny widths, same design | 448 / 800 |
 
 l2m-tiny zeroes the certainty where a 2-pixel forward-backward check fails (``cycle_px``). The preset
 ``l2m-tiny-fast`` (``PRESETS``) runs its second pass only over levels 4, 2, 1 at 480×640 (H×W): under 1 s per
@@ -57,7 +57,7 @@ VARIANTS: dict[str, Variant] = {
     "l2m-vitb": Variant("l2m-vitb", "vit+vgg", "base", "l2m_vitb.pt", "l2m_vit_base.pth",
                         {"coarse_res": 560, "upsample_res": 864}),
     "l2m-tiny": Variant("l2m-tiny", "xfeat", None, "l2m_tiny.pt", None,
-                        {"coarse_res": 448, "upsample_res": 640, "cycle_px": 2.0, "num_samples": 5000},
+                        {"coarse_res": 448, "upsample_res": 800, "cycle_px": 2.0, "num_samples": 5000},
                         res_multiple=32, upsample_multiple=32),
 }
 

@@ -145,7 +145,7 @@ def test_fast_preset_is_tiny_with_a_lighter_second_pass():
     tiny = zoo.build_model("l2m-tiny", weights="random", pretrained_backbone=False)
     assert fast.variant == tiny.variant == "l2m-tiny"
     assert fast.conf["upsample_res"] == (480, 640) and tuple(fast.conf["upsample_levels"]) == (4, 2, 1)
-    assert tiny.conf["upsample_res"] == 640 and tiny.conf["upsample_levels"] is None
+    assert tiny.conf["upsample_res"] == 800 and tiny.conf["upsample_levels"] is None
     assert fast.conf["cycle_px"] == tiny.conf["cycle_px"] == 2.0
     assert fast.state_dict().keys() == tiny.state_dict().keys()
     with pytest.raises(ValueError, match="l2m-tiny-fast"):  # unknown names list the presets too
