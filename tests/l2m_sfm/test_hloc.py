@@ -76,7 +76,7 @@ def test_model_forward_contract(registered):
     model = registered(conf).eval()
     assert model.conf["sample_thresh"] == 0.05  # defaults merged
     # the variant's inference defaults apply unless overridden; 0 switches a pass / the cycle check off
-    assert model.net.conf["upsample_res"] == 640 and model.net.conf["cycle_px"] == 2.0
+    assert model.net.conf["upsample_res"] == 800 and model.net.conf["cycle_px"] == 2.0
     off = registered({**conf, "upsample_res": 0, "cycle_px": 0, "upsample_levels": [2, 1]})
     assert off.net.conf["upsample_res"] is None and off.net.conf["cycle_px"] is None
     assert off.net.conf["upsample_levels"] == [2, 1]
