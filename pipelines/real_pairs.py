@@ -88,15 +88,14 @@ def validation_scene(images: Path, model: Path, folder: Path) -> Path:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    pycolmap.undistort_images(tmp, model, images)  # writes images/, sparse/ (+ MVS files we drop)
-    (tmp / "sparse").rename(tmp / "gt")
-    for extra in ("stereo", "run-colmap-geometric.sh", "run-colmap-photometric.sh"):
-        target = tmp / extra
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    names = [im.name for im in pycolmap.Reconstruction(str(tmp / "gt")).images.values()]
+    pycolmap.undistort_images(tmp, model, images)  # tmp/images, tmp/sparse (+ MVS files, not kept)
+    names = [im.name for im in pycolmap.Reconstruction(str(tmp / "sparse")).images.values()]
     write_pairs(default_scene_pairs(names), tmp / "pairs.txt")
     shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    folder.mkdir(parents=True)
+    for src, dst in (("images", "images"), ("sparse", "gt"), ("pairs.txt", "pairs.txt")):  # pairs.txt last: done
+        (tmp / src).rename(folder / dst)
+    shutil.rmtree(tmp)
     return folder
 
 
@@ -120,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             report.append({**entry, "pairs": len(pairs), "correspondences": int(sum(len(p.xy_A) for p in pairs))})
 
     smoke = args.data / "sfm_smoke"
-    unknown = set(args.hold_out) - {p.name for p in smoke.iterdir()}
+    scenes = sorted(p for p in smoke.iterdir() if (p / "images").is_dir())
+    unknown = set(args.hold_out) - {p.name for p in scenes}
     if unknown:
         ap.error(f"--hold-out: no sfm_smoke scene {', '.join(sorted(unknown))} in {smoke}")
-    for scene in sorted(p for p in smoke.iterdir() if (p / "images").is_dir()):
+    for scene in scenes:
         out = args.output / "sfm_smoke" / scene.name
         print(f"[real_pairs] sfm_smoke/{scene.name}: reconstruct with {args.matcher}", flush=True)
         if reconstruct(scene / "images", out, args.matcher, []) != 0 or not (out / "sfm").is_dir():

@@ -2,9 +2,9 @@
 
 A scene folder is one of pipelines/scene_benchmark.py: `images/`, `gt/` (COLMAP model, PINHOLE or
 SIMPLE_PINHOLE cameras, poses world-to-camera) and optionally `pairs.txt` ("name0 name1" per line; default: all
-i<j with j-i <= 3 in sorted order); `pipelines/real_pairs.py --hold-out SCENE` writes one from a reconstruction. Each pair is matched with the matcher's
-inference API (`match` → `sample`), the relative pose estimated with the benchmarks' protocol
-(l2m_sfm.relpose, default "poselib" 1 px in original pixels) and scored with l2m_sfm.metrics.pose_auc, the same
+i<j with j-i <= 3 in sorted order); `pipelines/real_pairs.py --hold-out SCENE` writes one from a reconstruction.
+Each pair is matched with the matcher's inference API (`match` → `sample`), the relative pose estimated with the
+benchmarks' protocol (l2m_sfm.relpose, default "poselib" 1 px in original pixels) and scored with l2m_sfm.metrics.pose_auc, the same
 numbers the pose benchmarks report (pair error = max(rotation, translation-direction angle), failure = inf).
 """
 from __future__ import annotations
