@@ -81,6 +81,12 @@ def test_every_preset_resolves_and_the_finetune_preset_changes_only_its_keys():
     assert real["train"] == {**sfm["train"], "checkpoint_every": 200, "val_every": 200, "keep_checkpoints": 10}
     assert real["task"]["data"] == {**sfm["task"]["data"], "sfm_fraction": 0.6}
     assert real["task"]["real_val"]["scene"].endswith("val/sacre_coeur") and real["task"]["real_val"]["max_pairs"] == 24
+    big = presets["stage2_tiny_cpu_real_384"]  # the same recipe at 384 px crops: only size and steps change
+    assert big["train"] == {**real["train"], "steps": 1200}
+    assert big["task"]["resolution"] == [384, 384] and big["task"]["data"]["engine"]["size"] == 384
+    assert {k: v for k, v in big["task"].items() if k not in ("resolution", "data")} == \
+        {k: v for k, v in real["task"].items() if k not in ("resolution", "data")}
+    assert {**big["task"]["data"], "engine": real["task"]["data"]["engine"]} == real["task"]["data"]
     # and every preset is valid for its stage: its keys are known to the task and loop defaults (strict)
     from l2m.config import merge_conf
     from l2m.train.loop import default_conf as loop_conf
