@@ -30,7 +30,10 @@ BASELINES = ["sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue"]
 
 def run_reconstruct(images: Path, output: Path, matcher: str, overwrite: bool,
                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One l2m_sfm.reconstruct run; returns its report (with 'error' when nothing reconstructed)."""
+    """One l2m_sfm.reconstruct run; returns its report (with 'error' when nothing reconstructed).
+
+    `extra` is merged over {"matcher": {"name": matcher}} (e.g. a matcher conf with other weights).
+    """
     from l2m_sfm import reconstruct
 
     conf = {"matcher": {"name": matcher}, **(extra or {})}
@@ -81,6 +84,9 @@ def run_plain_pycolmap(images: Path, output: Path, overwrite: bool) -> dict[str,
 def smoke(args: argparse.Namespace) -> dict[str, Any]:
     root = DATA / "sfm_smoke"
     scenes = args.scenes or sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
+    from l2m_sfm.bench_cli import matcher_confs
+
+    confs = matcher_confs(args)
     rows = {}
     for scene in scenes:
         images = root / scene / "images"
@@ -92,12 +98,15 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
         for matcher in args.matchers:
             print(f"== {scene}: {matcher}", flush=True)
             rep = run_reconstruct(images, args.workdir / "smoke" / scene / matcher.replace("+", "_"), matcher,
-                                  args.overwrite)
+                                  args.overwrite, {"matcher": {"name": matcher, "conf": confs[matcher]}})
             model = rep.get("model") or {}
             row[matcher] = {"registered": model.get("registered", 0), "total": rep.get("images", {}).get("found"),
                             "points3D": model.get("points3D", 0),
                             "reproj_px": model.get("mean_reprojection_error_px"),
-                            "seconds": rep.get("wall_seconds"), "error": rep.get("error")}
+                            "seconds": rep.get("wall_seconds"), "error": rep.get("error"),
+                            # which weights (file name + SHA-1) and every mapping attempt's model sizes
+                            "identity": rep.get("config", {}).get("matcher", {}).get("identity"),
+                            "mapping": rep.get("models")}
         rows[scene] = row
         _print_smoke(rows, ["pycolmap-sift"] * (not args.skip_plain) + args.matchers)
     return rows
@@ -120,6 +129,9 @@ def strecha(args: argparse.Namespace) -> dict[str, Any]:
 
     root = DATA / "strecha"
     scenes = args.scenes or ["fountain-P11", "Herz-Jesus-P8"]
+    from l2m_sfm.bench_cli import matcher_confs
+
+    confs = matcher_confs(args)
     rows = {}
     for scene in scenes:
         gt = pycolmap.Reconstruction(str(root / scene / "gt"))
@@ -127,7 +139,8 @@ def strecha(args: argparse.Namespace) -> dict[str, Any]:
         for matcher in args.matchers:
             print(f"== {scene}: {matcher}", flush=True)
             out = args.workdir / "strecha" / scene / matcher.replace("+", "_")
-            rep = run_reconstruct(root / scene / "images", out, matcher, args.overwrite)
+            rep = run_reconstruct(root / scene / "images", out, matcher, args.overwrite,
+                                  {"matcher": {"name": matcher, "conf": confs[matcher]}})
             if (out / "sfm" / "images.bin").exists() and not rep.get("error"):
                 ev = evaluate(pycolmap.Reconstruction(str(out / "sfm")), gt)
                 row[matcher] = {k: ev[k] for k in ("num_registered", "num_gt_images", "median_rotation_error_deg",
@@ -161,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="JSON file (default <workdir>/<mode>.json)")
     parser.add_argument("--skip-plain", action="store_true", help="smoke: skip the plain pycolmap SIFT column")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--matcher-conf", nargs="*", default=[], metavar="NAME.KEY=VALUE",
+                        help="matcher conf overrides, e.g. l2m-tiny.weights=runs/s2_384/matcher.pt")
+    parser.add_argument("--weights", type=Path, help="checkpoint for the L2M variants (sets <l2m-*>.weights)")
     args = parser.parse_args(argv)
     import torch
 
