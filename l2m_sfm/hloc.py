@@ -46,9 +46,7 @@ model_default_conf: dict[str, Any] = {
     "upsample_levels": None,
     "cycle_px": None,  # None: variant default; 0: off
     "normalize": None,
-    "sampling": "grid",  # SfM: the same points of an image in all its pairs (see l2m_sfm.l2m_matcher.sfm_conf)
-    "grid_stride": 8,  # warp pixels (grid sampling)
-    "num_samples": 5000,  # balanced sampling
+    "num_samples": 5000,
     "sample_thresh": 0.05,
     "seed": 0,
     "max_num_matches": None,  # keep the top-k by certainty
@@ -76,11 +74,8 @@ def make_model_class(base: type, module_name: str = MODULE_NAME) -> type:
             im0, im1 = (im.expand(3, -1, -1) if im.shape[0] == 1 else im
                         for im in (data["image0"][0], data["image1"][0]))
             out = self.net.match(im0.float(), im1.float())
-            if self.conf["sampling"] == "grid":
-                matches, scores = self.net.sample_grid(out, int(self.conf["grid_stride"]))
-            else:
-                gen = torch.Generator().manual_seed(int(self.conf["seed"]))
-                matches, scores = self.net.sample(out, generator=gen)
+            gen = torch.Generator().manual_seed(int(self.conf["seed"]))
+            matches, scores = self.net.sample(out, generator=gen)
             (h0, w0), (h1, w1) = im0.shape[-2:], im1.shape[-2:]
             k0, k1 = self.net.to_pixel_coordinates(matches, h0, w0, h1, w1, hloc=True)
             k = self.conf.get("max_num_matches")

@@ -5,13 +5,11 @@
 or None = the variant's default file), ``coarse_res`` / ``upsample_res`` (None = variant default,
 0 = no second pass), ``coarse_levels`` / ``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and
 [4, 2, 1]), ``cycle_px`` (forward-backward check in warp pixels; None = variant default, 0 = off),
-``normalize``, ``sampling`` ("balanced": ``num_samples`` threshold-balanced random samples, the two-view
-default; "grid": every ``grid_stride``-th warp pixel of both images, the SfM default ``sfm_conf``, so an image
-keeps the same points in all its pairs and matches chain into tracks), ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
+``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
 keyed by image name), ``seed`` (sampling), ``pair_batch``.
 
-``match_pair(image0, image1, name0, name1)`` takes RGB uint8 (H, W, 3) and returns the samples of the
-symmetric warp in pixels of the ORIGINAL images, hloc convention (top-left pixel centre
+``match_pair(image0, image1, name0, name1)`` takes RGB uint8 (H, W, 3) and returns the threshold-balanced
+samples of the symmetric warp in pixels of the ORIGINAL images, hloc convention (top-left pixel centre
 (0, 0)), scores = certainty (1 above sample_thresh).
 
 ``identity(name, conf)`` (used through ``l2m_sfm.matchers.matcher_identity`` by the result caches): the
@@ -26,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from l2m.config import ConfigError, merge_conf
+from l2m.config import merge_conf
 from l2m_sfm.matchers import PairMatches
 
 default_conf: dict[str, Any] = {
@@ -38,9 +36,7 @@ default_conf: dict[str, Any] = {
     "coarse_levels": None,
     "upsample_levels": None,
     "normalize": None,
-    "sampling": "balanced",
-    "num_samples": None,  # balanced sampling (None: variant default)
-    "grid_stride": 8,  # grid sampling, in warp pixels (800 px second pass: ~10 px of a 1024 px photo)
+    "num_samples": None,
     "sample_thresh": None,
     "cache_size": 16,
     "seed": 0,
@@ -48,11 +44,6 @@ default_conf: dict[str, Any] = {
     "cycle_px": None,
 }
 
-
-# what the SfM pipelines (reconstruct, the hloc plugin) put under the user's conf: matches of an image chain
-# into tracks only if its pairs share points. sacre_coeur with the bundled weights, balanced sampling: an
-# image saw 32 of an initial model's 2631 points and did not register.
-sfm_conf: dict[str, Any] = {"sampling": "grid"}
 
 # conf keys that change speed / memory only, never the matches
 _SPEED_KEYS = ("cache_size", "pair_batch")
@@ -65,10 +56,6 @@ def resolve_conf(variant: str, conf: Mapping[str, Any] | None) -> tuple[dict[str
     Model conf: keys left None take the variant default; ``upsample_res`` / ``cycle_px`` = 0 switch them off.
     """
     merged = merge_conf(default_conf, conf, f"matcher.{variant}")
-    if merged["sampling"] not in ("balanced", "grid"):
-        raise ConfigError(f"matcher.{variant}.sampling={merged['sampling']!r}: use balanced or grid")
-    if int(merged["grid_stride"]) < 1:
-        raise ConfigError(f"matcher.{variant}.grid_stride must be >= 1 (warp pixels)")
     return merged, merged["variant"] or variant, model_conf_of(merged)
 
 
@@ -133,13 +120,10 @@ class L2MPairMatcher:
 
     def match_pair(self, image0: np.ndarray, image1: np.ndarray,
                    name0: str | None = None, name1: str | None = None) -> PairMatches:
-        """Dense match + sampling (conf ``sampling``) -> pixels (hloc convention) of the given images."""
+        """Dense match + balanced sampling -> pixels (hloc convention) of the given images."""
         out = self.model.match(image0, image1, name0, name1)
-        if self.conf["sampling"] == "grid":
-            matches, cert = self.model.sample_grid(out, int(self.conf["grid_stride"]))
-        else:
-            gen = torch.Generator().manual_seed(int(self.conf["seed"]))
-            matches, cert = self.model.sample(out, generator=gen)
+        gen = torch.Generator().manual_seed(int(self.conf["seed"]))
+        matches, cert = self.model.sample(out, generator=gen)
         k0, k1 = self.model.to_pixel_coordinates(matches.cpu(), image0.shape[0], image0.shape[1],
                                                  image1.shape[0], image1.shape[1], hloc=True)
         return PairMatches(k0.numpy().astype(np.float32), k1.numpy().astype(np.float32),

@@ -39,7 +39,7 @@ class PairMatcher(Protocol):
 
 
 # name -> "module:factory"; factory(conf: dict, device: str) -> PairMatcher; the module may also define
-# identity(name, conf) -> dict (see matcher_identity) and sfm_conf: dict (see sfm_defaults)
+# identity(name, conf) -> dict (see matcher_identity)
 MATCHERS: dict[str, str] = {
     "sift": "l2m_sfm.baselines:build_sift",
     "disk+lightglue": "l2m_sfm.baselines:build_disk_lightglue",
@@ -65,12 +65,6 @@ def get_matcher(name: str, conf: dict[str, Any] | None = None, device: str = "cp
     module_name, factory = _entry(name)
     module = importlib.import_module(module_name)
     return getattr(module, factory)(dict(conf or {}), device)
-
-
-def sfm_defaults(name: str) -> dict[str, Any]:
-    """Conf the SfM pipelines put under the user's matcher conf: the module's ``sfm_conf`` ({} if none)."""
-    module_name, _ = _entry(name)
-    return dict(getattr(importlib.import_module(module_name), "sfm_conf", {}))
 
 
 def matcher_identity(name: str, conf: Mapping[str, Any] | None) -> dict[str, Any]:

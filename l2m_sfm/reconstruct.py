@@ -27,7 +27,6 @@ from typing import Any, Iterator
 from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
 from l2m_sfm import colmap
 from l2m_sfm import report as report_mod
-from l2m_sfm.matchers import sfm_defaults
 
 # Best baseline on ../shared/data/strecha (see benchmarks/sfm_smoke.py and the README); replaced by the
 # shipped L2M variant once it is trained.
@@ -76,7 +75,6 @@ def resolve_conf(conf: dict[str, Any] | None, num_images: int) -> dict[str, Any]
         conf["pairs"] = "exhaustive" if num_images <= EXHAUSTIVE_MAX_IMAGES else "retrieval:20"
     if conf["matcher"]["name"] is None:
         conf["matcher"]["name"] = DEFAULT_MATCHER
-    conf["matcher"]["conf"] = {**sfm_defaults(conf["matcher"]["name"]), **conf["matcher"]["conf"]}
     if conf["mapper"]["type"] not in ("incremental", "global"):
         raise ConfigError(f"mapper {conf['mapper']['type']!r}: use incremental or global")
     if conf["camera"]["mode"] not in colmap.CAMERA_MODES:

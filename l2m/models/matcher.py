@@ -36,7 +36,7 @@ from torch import nn
 from ..config import merge_conf
 from .decoder import Decoder
 from .gp import cell_centres
-from .sampling import match_keypoints, sample_grid, sample_matches, to_pixel_coordinates
+from .sampling import match_keypoints, sample_matches, to_pixel_coordinates
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -327,13 +327,6 @@ class L2M(nn.Module):
         if refs == "auto":
             refs = None if out.warp.device.type == "cuda" else 1024
         return sample_matches(out.warp, out.certainty, num, threshold, generator=generator, kde_refs=refs)
-
-    def sample_grid(self, out: MatchOutput, stride: int, threshold: float | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Matches at every `stride`-th warp pixel of A and B above the threshold (same points in every pair;
-        for SfM tracks) -> ((n, 4) normalised matches, (n,) certainty)."""
-        threshold = self.conf["sample_thresh"] if threshold is None else threshold
-        return sample_grid(out.warp, out.certainty, stride, threshold, symmetric=out.symmetric)
 
     def match_keypoints(self, x_a: torch.Tensor, x_b: torch.Tensor, out: MatchOutput,
                         max_dist: float = 0.005, cert_th: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -62,28 +62,6 @@ def sample_matches(warp: torch.Tensor, certainty: torch.Tensor, num: int = 10000
     return good[sel], good_cert[sel]
 
 
-def sample_grid(warp: torch.Tensor, certainty: torch.Tensor, stride: int, thresh: float = 0.05,
-                symmetric: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matches at a fixed lattice of warp pixels -> ((n, 4) matches, (n,) thresholded certainties).
-
-    Every `stride`-th warp pixel (offset stride // 2) of A, and with a symmetric (H, 2W) warp also of B,
-    where certainty > thresh (certainty set to 1). The warp grid depends only on the image and the matcher's
-    resolution, so an image gets the same source points in every pair it is in: matches of different pairs
-    then share keypoints and chain into SfM tracks. Random sampling draws a different few thousand of the
-    ~10^6 warp pixels per pair, and an image registers on few of a model's points (sacre_coeur, l2m-tiny:
-    32 of 2631).
-    """
-    h, w = certainty.shape[-2:]
-    halves = 2 if symmetric else 1
-    half = w // halves
-    rows = torch.arange(stride // 2, h, stride, device=warp.device)
-    cols = torch.cat([torch.arange(stride // 2, half, stride, device=warp.device) + i * half for i in range(halves)])
-    cert = certainty.reshape(h, w)[rows][:, cols].reshape(-1).float()
-    matches = warp.reshape(h, w, 4)[rows][:, cols].reshape(-1, 4)
-    keep = cert > thresh
-    return matches[keep], torch.ones_like(cert[keep])
-
-
 def match_keypoints(x_a: torch.Tensor, x_b: torch.Tensor, warp: torch.Tensor, certainty: torch.Tensor,
                     max_dist: float = 0.005, cert_th: float = 0.0, symmetric: bool = False,
                     chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:

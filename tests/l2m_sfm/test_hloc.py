@@ -72,11 +72,9 @@ def test_dynamic_load_finds_exactly_one_class(registered):
 
 
 def test_model_forward_contract(registered):
-    conf = dict(plugin.confs["l2m"]["model"], weights="random", coarse_res=64, num_samples=200, max_num_matches=150,
-                sampling="balanced")
+    conf = dict(plugin.confs["l2m"]["model"], weights="random", coarse_res=64, num_samples=200, max_num_matches=150)
     model = registered(conf).eval()
     assert model.conf["sample_thresh"] == 0.05  # defaults merged
-    assert registered(plugin.confs["l2m"]["model"] | {"weights": "random"}).conf["sampling"] == "grid"  # SfM
     # the variant's inference defaults apply unless overridden; 0 switches a pass / the cycle check off
     assert model.net.conf["upsample_res"] == 800 and model.net.conf["cycle_px"] == 2.0
     off = registered({**conf, "upsample_res": 0, "cycle_px": 0, "upsample_levels": [2, 1]})

@@ -30,31 +30,6 @@ def test_l2m_tiny_pair_matcher_outputs_original_pixels():
     assert np.all(a_grid | c_grid) and a_grid.any() and c_grid.any()
 
 
-def test_grid_sampling_gives_an_image_the_same_points_in_every_pair():
-    """SfM tracks need shared keypoints: with sampling=grid image a's own points are identical in pairs (a, b)
-    and (a, c); with balanced random sampling only a few coincide."""
-    a, b, c = _images()
-
-    def own_points(m, other, name):  # a's points on its own warp grid (the A->B half of the symmetric warp)
-        pm = m.match_pair(a, other, "a", name)
-        return {(round(float(x), 2), round(float(y), 2)) for x, y in pm.keypoints0}
-
-    conf = {"weights": "random", "coarse_res": 64, "upsample_res": 0, "cycle_px": 0, "sample_thresh": 0.0}
-    grid = get_matcher("l2m-tiny", {**conf, "sampling": "grid", "grid_stride": 4})
-    ab, ac = own_points(grid, b, "b"), own_points(grid, c, "c")
-    lattice = {(round(float(x), 2), round(float(y), 2)) for x in (np.arange(2, 64, 4) + 0.5) * 90 / 64 - 0.5
-               for y in (np.arange(2, 64, 4) + 0.5) * 60 / 64 - 0.5}
-    assert len(ab & ac & lattice) == len(lattice) == 256
-    balanced = get_matcher("l2m-tiny", {**conf, "num_samples": 300})
-    shared = own_points(balanced, b, "b") & own_points(balanced, c, "c")
-    assert len(shared) < 0.5 * 300
-
-
-def test_sampling_conf_is_checked():
-    with pytest.raises(ConfigError, match="sampling"):
-        get_matcher("l2m-tiny", {"weights": "random", "sampling": "random"})
-
-
 def test_feature_cache_reuses_images_by_name():
     m = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "upsample_res": 0, "num_samples": 100,
                                    "cache_size": 4})

@@ -184,15 +184,6 @@ def test_default_pairs_and_cli_conf():
         reconstruct.resolve_conf({"mapperr": {}}, 10)
 
 
-def test_dense_matchers_get_their_sfm_conf_under_the_users():
-    """L2M samples on a fixed grid for SfM (shared keypoints -> tracks) unless the user says otherwise."""
-    l2m = reconstruct.resolve_conf({"matcher": {"name": "l2m-tiny"}}, 10)["matcher"]["conf"]
-    assert l2m == {"sampling": "grid"}
-    mine = {"matcher": {"name": "l2m-tiny", "conf": {"sampling": "balanced", "num_samples": 3000}}}
-    assert reconstruct.resolve_conf(mine, 10)["matcher"]["conf"] == {"sampling": "balanced", "num_samples": 3000}
-    assert reconstruct.resolve_conf({"matcher": {"name": "sift"}}, 10)["matcher"]["conf"] == {}
-
-
 def test_principal_point_refinement_after_mapping():
     from l2m_sfm import colmap
 

@@ -1,7 +1,7 @@
 import torch
 
 from l2m.models.gp import cell_centres
-from l2m.models.sampling import (kde_density, match_keypoints, sample_grid, sample_matches, to_normalized_coordinates,
+from l2m.models.sampling import (kde_density, match_keypoints, sample_matches, to_normalized_coordinates,
                                  to_pixel_coordinates)
 
 
@@ -24,22 +24,6 @@ def test_threshold_and_counts():
     assert len(m) == 300 and torch.all(c == 1) and torch.all(m[:, 0] < 0)
     m, _ = sample_matches(warp, torch.zeros(64, 64), num=10)
     assert len(m) == 0
-
-
-def test_grid_sampling_takes_a_fixed_lattice_of_both_halves():
-    """Symmetric (H, 2W) warp: every 4th pixel (offset 2) of A and of B, only where certain."""
-    warp = torch.cat((_identity_warp(32, 32), _identity_warp(32, 32)), dim=1)  # identity in both directions
-    cert = torch.ones(32, 64)
-    cert[:16, :32] = 0.01  # top half of A uncertain
-    m, c = sample_grid(warp, cert, stride=4)
-    assert len(m) == 8 * 8 // 2 + 8 * 8 and torch.all(c == 1)
-    lattice = cell_centres(32, 32)[2::4, 2::4].reshape(-1, 2)
-    points, counts = torch.unique(m[:, :2], dim=0, return_counts=True)
-    assert len(points) == 64 and torch.allclose(torch.unique(lattice, dim=0), points)
-    assert torch.equal(counts, (points[:, 1] > 0).long() + 1)  # bottom half from A and B, top half from B only
-    again, _ = sample_grid(warp, cert, stride=4)
-    assert torch.equal(m, again)  # no randomness: the same points in every call
-    assert len(sample_grid(warp[:, :32], cert[:, :32], stride=4, symmetric=False)[0]) == 32
 
 
 def test_density_balancing_spreads_matches():
