@@ -29,14 +29,11 @@ BASELINES = ["sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue"]
 
 
 def run_reconstruct(images: Path, output: Path, matcher: str, overwrite: bool,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One l2m_sfm.reconstruct run; returns its report (with 'error' when nothing reconstructed).
-
-    `extra` is merged over {"matcher": {"name": matcher}} (e.g. a matcher conf with other weights).
-    """
+                    matcher_conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One l2m_sfm.reconstruct run; returns its report (with 'error' when nothing reconstructed)."""
     from l2m_sfm import reconstruct
 
-    conf = {"matcher": {"name": matcher}, **(extra or {})}
+    conf = {"matcher": {"name": matcher, "conf": matcher_conf or {}}}
     start = time.perf_counter()
     try:
         reconstruct.main(conf, images, output, overwrite=overwrite)
@@ -84,9 +81,6 @@ def run_plain_pycolmap(images: Path, output: Path, overwrite: bool) -> dict[str,
 def smoke(args: argparse.Namespace) -> dict[str, Any]:
     root = DATA / "sfm_smoke"
     scenes = args.scenes or sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
-    from l2m_sfm.bench_cli import matcher_confs
-
-    confs = matcher_confs(args)
     rows = {}
     for scene in scenes:
         images = root / scene / "images"
@@ -98,7 +92,7 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
         for matcher in args.matchers:
             print(f"== {scene}: {matcher}", flush=True)
             rep = run_reconstruct(images, args.workdir / "smoke" / scene / matcher.replace("+", "_"), matcher,
-                                  args.overwrite, {"matcher": {"name": matcher, "conf": confs[matcher]}})
+                                  args.overwrite, args.confs[matcher])
             model = rep.get("model") or {}
             row[matcher] = {"registered": model.get("registered", 0), "total": rep.get("images", {}).get("found"),
                             "points3D": model.get("points3D", 0),
@@ -129,9 +123,6 @@ def strecha(args: argparse.Namespace) -> dict[str, Any]:
 
     root = DATA / "strecha"
     scenes = args.scenes or ["fountain-P11", "Herz-Jesus-P8"]
-    from l2m_sfm.bench_cli import matcher_confs
-
-    confs = matcher_confs(args)
     rows = {}
     for scene in scenes:
         gt = pycolmap.Reconstruction(str(root / scene / "gt"))
@@ -139,8 +130,7 @@ def strecha(args: argparse.Namespace) -> dict[str, Any]:
         for matcher in args.matchers:
             print(f"== {scene}: {matcher}", flush=True)
             out = args.workdir / "strecha" / scene / matcher.replace("+", "_")
-            rep = run_reconstruct(root / scene / "images", out, matcher, args.overwrite,
-                                  {"matcher": {"name": matcher, "conf": confs[matcher]}})
+            rep = run_reconstruct(root / scene / "images", out, matcher, args.overwrite, args.confs[matcher])
             if (out / "sfm" / "images.bin").exists() and not rep.get("error"):
                 ev = evaluate(pycolmap.Reconstruction(str(out / "sfm")), gt)
                 row[matcher] = {k: ev[k] for k in ("num_registered", "num_gt_images", "median_rotation_error_deg",
@@ -179,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, help="checkpoint for the L2M variants (sets <l2m-*>.weights)")
     args = parser.parse_args(argv)
     import torch
+
+    from l2m_sfm.bench_cli import matcher_confs
+
+    args.confs = matcher_confs(args)  # name -> conf from --matcher-conf / --weights
 
     torch.set_num_threads(2)
     rows = smoke(args) if args.mode == "smoke" else strecha(args)
