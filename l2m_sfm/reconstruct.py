@@ -53,8 +53,14 @@ default_conf: dict[str, Any] = {
     # deterministic: map on one thread unless options.num_threads says otherwise; COLMAP 4.2.1 repeats a run
     # only with a seed AND one thread (Herz-Jesus-P8, SIFT: seed 0 on 2 threads gave 3974, 3974, 3972 points
     # and camera centres 0.03 apart over three runs; on 1 thread three identical models).
+    # drop_focal_priors: when mapping (attempts and fallback included) still registers fewer than
+    # fallback_below x the images and EXIF gave focal priors, the pairs are verified again without them and
+    # mapped again; that model is kept if it ranks higher and every focal is within FOCAL_PRIOR_RANGE x its
+    # prior. opensfm_lund's EXIF (35 mm equivalent 35 mm) says 1035 px where bundle adjustment finds
+    # 690-760 px: with the prior SIFT incremental mapping registered 3, 3, 2 of 29 (seeds 0-2), without 29,
+    # 29, 27 of 29.
     "mapper": {"type": "incremental", "options": {}, "attempts": 3, "fallback": "global", "fallback_below": 1.0,
-               "seed": 0, "deterministic": True},
+               "seed": 0, "deterministic": True, "drop_focal_priors": True},
     "device": "cpu",
     "num_match_images": 4,  # pictures of matches written to OUT/matches/
     "verbose": False,  # COLMAP log on the console too
@@ -62,6 +68,8 @@ default_conf: dict[str, Any] = {
 
 
 MIN_POINTS_PER_IMAGE = 20  # a fallback model must have at least this many 3D points per registered image
+NOPRIOR_DB = "database.noprior.db"  # the database verified again without EXIF focal priors
+FOCAL_PRIOR_RANGE = (0.5, 2.0)  # a model mapped without EXIF focal priors must stay within this x each prior
 
 
 class ReconstructionError(RuntimeError):
@@ -185,7 +193,8 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
     conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
     if overwrite and output.exists():
-        for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", "sfm", "report.json", "matches"):
+        for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", NOPRIOR_DB, "sfm", "report.json",
+                     "matches"):
             p = output / item
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     output.mkdir(parents=True, exist_ok=True)
@@ -243,7 +252,8 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
                 model, models = pycolmap.Reconstruction(str(sfm_dir)), previous.get("models", [])
                 report["mapping_reused"] = True
             else:
-                model, models = _map(conf, database, image_dir, output, len(names))
+                model, models = _map_with_priors_fallback(conf, database, pairs_path, image_dir, output,
+                                                          len(names))
         report["mapping_key"] = map_key
     report["models"] = models
     if model is None or model.num_reg_images() < 2:
@@ -265,6 +275,41 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     print(f"Registered {m['registered']}/{len(names)} images, {m['points3D']} points, mean track length "
           f"{m['mean_track_length']:.2f}, mean reprojection error {m['mean_reprojection_error_px']:.3f} px -> {sfm_dir}")
     return sfm_dir
+
+
+def _map_with_priors_fallback(conf: dict[str, Any], database: Path, pairs_path: Path, image_dir: Path,
+                              output: Path, num_images: int):
+    """`_map`, then (mapper.drop_focal_priors) the same again on a copy of the database without EXIF focal
+    priors when the first model is short of mapper.fallback_below x the images. Model summaries say which
+    database they came from ("focal_priors") and which model was kept."""
+    model, models = _map(conf, database, image_dir, output, num_images)
+    registered = model.num_reg_images() if model is not None else 0
+    for summary in models:
+        summary["focal_priors"] = True
+    if (not conf["mapper"]["drop_focal_priors"] or conf["camera"]["intrinsics"]
+            or registered >= conf["mapper"]["fallback_below"] * num_images):
+        return model, models
+    priors = colmap.focal_priors(database)
+    noprior_db = output / NOPRIOR_DB
+    noprior_db.unlink(missing_ok=True)
+    if not priors or not colmap.without_focal_priors(database, noprior_db, pairs_path, conf["verification"]):
+        return model, models
+    print(f"[mapping] registered {registered}/{num_images} images; EXIF focal priors "
+          f"({', '.join(f'{f:.0f}' for f in priors.values())} px) dropped, pairs verified again and mapped again")
+    other, other_models = _map(conf, noprior_db, image_dir, output, num_images)
+    ratios = {} if other is None else {
+        cid: other.cameras[cid].mean_focal_length() / prior for cid, prior in priors.items() if cid in other.cameras}
+    plausible = all(FOCAL_PRIOR_RANGE[0] <= r <= FOCAL_PRIOR_RANGE[1] for r in ratios.values())
+    keep = other is not None and plausible and (model is None or colmap.model_rank(other) > colmap.model_rank(model))
+    for summary in other_models:
+        summary.update(focal_priors=False, focal_to_prior={str(k): round(v, 3) for k, v in ratios.items()},
+                       kept=keep)
+    if keep:
+        print(f"[mapping] without focal priors: {other.num_reg_images()}/{num_images} images (kept)")
+    elif other is not None:
+        reason = "focal far from the prior" if not plausible else "not better"
+        print(f"[mapping] without focal priors: {other.num_reg_images()}/{num_images} images ({reason}; not kept)")
+    return (other, models + other_models) if keep else (model, models + other_models)
 
 
 def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, num_images: int):

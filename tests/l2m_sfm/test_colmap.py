@@ -152,3 +152,42 @@ def test_bad_points_are_removed_after_mapping():
         rec.add_point3D(X, track)
     assert colmap.remove_bad_points(rec, max_error=4.0, min_tri_angle=0.0) == 2  # both observations of point 2
     assert rec.num_points3D() == 1 and rec.compute_mean_reprojection_error() < 1e-6
+
+
+def test_focal_priors_dropped_in_a_copy_verified_again(tracks, tmp_path):
+    out, names, ids, _, _ = tracks
+    assert colmap.focal_priors(out / "database.db") == {}
+    assert colmap.without_focal_priors(out / "database.db", tmp_path / "none.db", out / "pairs.txt") == 0
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "none.db.tmp").exists()
+    with_prior = tmp_path / "prior.db"
+    with_prior.write_bytes((out / "database.db").read_bytes())
+    with pycolmap.Database.open(str(with_prior)) as db:
+        cam = db.read_all_cameras()[0]
+        cam.params = [2000.0, *list(cam.params)[1:]]
+        cam.has_prior_focal_length = True
+        db.update_camera(cam)
+    assert colmap.focal_priors(with_prior) == {cam.camera_id: 2000.0}
+    assert colmap.without_focal_priors(with_prior, tmp_path / "noprior.db", out / "pairs.txt") == 1
+    assert colmap.focal_priors(with_prior) == {cam.camera_id: 2000.0}  # the source is left alone
+    with pycolmap.Database.open(str(tmp_path / "noprior.db")) as db:
+        (new,) = db.read_all_cameras()
+        assert not new.has_prior_focal_length and new.params[0] == pytest.approx(1.2 * 640)
+        assert db.num_verified_image_pairs() == 28
+
+
+def test_verification_is_seeded(tracks, tmp_path):
+    """Two verifications of the same matches give the same inliers (COLMAP's default seeds from the clock)."""
+    out = tracks[0]
+    inliers = []
+    for run in range(2):
+        db = tmp_path / f"{run}.db"
+        db.write_bytes((out / "database.db").read_bytes())
+        with pycolmap.Database.open(str(db)) as handle:
+            handle.clear_two_view_geometries()
+        with colmap.colmap_logging(tmp_path / "log."):
+            colmap.verify_matches(db, out / "pairs.txt", {"ransac": {"max_error": 0.5, "min_inlier_ratio": 0.05}})
+        with pycolmap.Database.open(str(db)) as handle:
+            inliers.append([t.inlier_matches for t in handle.read_two_view_geometries()[1]])
+    assert len(inliers[0]) == 28
+    for a, b in zip(*inliers):
+        np.testing.assert_array_equal(a, b)
