@@ -42,6 +42,7 @@ model_default_conf: dict[str, Any] = {
     "coarse_weights": None,
     "coarse_res": None,
     "upsample_res": None,  # None: variant default; 0: no second pass
+    "keep_aspect": None,  # None: variant default
     "coarse_levels": None,  # None: variant default
     "upsample_levels": None,
     "cycle_px": None,  # None: variant default; 0: off

@@ -3,8 +3,8 @@
 ``get_matcher("l2m-tiny" | "l2m-vitb" | "l2m++", conf, device)``; conf keys (``default_conf``):
 ``variant`` (overrides the registered name), ``weights`` / ``coarse_weights`` (path, cache-dir name, "random"
 or None = the variant's default file), ``coarse_res`` / ``upsample_res`` (None = variant default,
-0 = no second pass), ``coarse_levels`` / ``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and
-[4, 2, 1]), ``cycle_px`` (forward-backward check in warp pixels; None = variant default, 0 = off),
+0 = no second pass), ``keep_aspect`` (int resolutions at the pair's aspect ratio), ``coarse_levels`` /
+``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and [4, 2, 1]), ``cycle_px`` (forward-backward check in warp pixels; None = variant default, 0 = off),
 ``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
 keyed by image name), ``seed`` (sampling), ``pair_batch``.
 
@@ -33,6 +33,7 @@ default_conf: dict[str, Any] = {
     "coarse_weights": None,
     "coarse_res": None,
     "upsample_res": None,
+    "keep_aspect": None,
     "coarse_levels": None,
     "upsample_levels": None,
     "normalize": None,
@@ -62,8 +63,8 @@ def resolve_conf(variant: str, conf: Mapping[str, Any] | None) -> tuple[dict[str
 def model_conf_of(conf: Mapping[str, Any]) -> dict[str, Any]:
     """The L2M model conf of a matcher conf: keys absent or None keep the variant default, and
     ``upsample_res`` / ``cycle_px`` = 0 switch them off (shared by the PairMatcher and the hloc model)."""
-    keys = ("coarse_res", "coarse_levels", "upsample_levels", "normalize", "num_samples", "sample_thresh",
-            "cache_size", "pair_batch")
+    keys = ("coarse_res", "keep_aspect", "coarse_levels", "upsample_levels", "normalize", "num_samples",
+            "sample_thresh", "cache_size", "pair_batch")
     model_conf = {k: conf[k] for k in keys if conf.get(k) is not None}
     for key in ("upsample_res", "cycle_px"):  # None: variant default; 0: off
         if conf.get(key) is not None:

@@ -6,8 +6,12 @@
 Presets: pipelines/configs/stage1_*.json (documented inside). Details: l2m/train/cli.py, l2m/train/stage1.py.
 """
 import sys
+from pathlib import Path
 
-from l2m.train.cli import main
+if __package__ in (None, ""):  # run as a script: make the repository importable without installation
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from l2m.train.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     main(1, sys.argv[1:])

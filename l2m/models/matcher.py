@@ -44,6 +44,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 default_conf: dict[str, Any] = {
     "coarse_res": 560,  # int (square) or [H, W]; multiple of res_multiple
     "upsample_res": 864,  # None: no second pass
+    "keep_aspect": False,  # int resolutions become the pair's aspect ratio at the same area (pair_resolution)
     "coarse_levels": None,  # levels run by pass 1 (coarsest first); None: all, e.g. (16, 8, 4) when pass 2 refines
     "upsample_levels": None,  # levels run by pass 2 (finest last); None: the decoder's (8, 4, 2, 1)
     "normalize": False,  # ImageNet mean/std on the input (open question for L2M++, spec §4)
@@ -108,6 +109,19 @@ def _as_hw(res) -> tuple[int, int] | None:
     if isinstance(res, int):
         return (res, res)
     return (int(res[0]), int(res[1]))
+
+
+def pair_resolution(res: int | Sequence[int], size_a: tuple[int, int], size_b: tuple[int, int],
+                    multiple: int, keep_aspect: bool) -> tuple[int, int]:
+    """Working (H, W) of a pair. [H, W] and, without keep_aspect, int (square) resolutions are used as given.
+    With keep_aspect an int `res` becomes a rectangle of about res² pixels at the geometric mean of the two
+    images' aspect ratios, each side rounded to `multiple` (1024×683 photos at 800: 640×992 instead of 800×800).
+    """
+    if not keep_aspect or not isinstance(res, int):
+        return _as_hw(res)
+    aspect = math.sqrt(size_a[1] / size_a[0] * size_b[1] / size_b[0])  # W / H
+    side = lambda x: max(multiple, round(x / multiple) * multiple)  # noqa: E731
+    return side(res / math.sqrt(aspect)), side(res * math.sqrt(aspect))
 
 
 def load_image_array(image) -> np.ndarray | torch.Tensor:
@@ -255,12 +269,18 @@ class L2M(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            names = list(names) if names is not None else [(None, None)] * len(pairs)
+            pairs = [tuple(load_image_array(x) for x in p) for p in pairs]  # files and PIL images read once
+            # pairs decoded together share their resolutions: chunks of consecutive pairs with equal ones
+            keys = [self._resolutions(a, b) for a, b in pairs]
             outs: list[MatchOutput] = []
-            step = max(1, int(self.conf["pair_batch"]))
-            for s in range(0, len(pairs), step):
-                chunk = pairs[s:s + step]
-                chunk_names = names[s:s + step] if names is not None else [(None, None)] * len(chunk)
-                outs += self._match_chunk(chunk, chunk_names)
+            step, s = max(1, int(self.conf["pair_batch"])), 0
+            while s < len(pairs):
+                e = s + 1
+                while e < len(pairs) and e - s < step and keys[e] == keys[s]:
+                    e += 1
+                outs += self._match_chunk(pairs[s:e], names[s:e], *keys[s])
+                s = e
             return outs
         finally:
             self.train(was_training)
@@ -272,16 +292,23 @@ class L2M(nn.Module):
     def _stack(self, images, names, hw, levels) -> list[dict]:
         return [self._features(im, nm, hw, levels) for im, nm in zip(images, names)]
 
-    def _match_chunk(self, pairs, names) -> list[MatchOutput]:
+    def _resolutions(self, image_a, image_b) -> tuple[tuple[int, int], tuple[int, int] | None]:
+        """(pass-1 (H, W), pass-2 (H, W) or None) of a pair, checked against the encoders' multiples."""
+        keep = bool(self.conf["keep_aspect"])
+        size_a, size_b = image_size(image_a), image_size(image_b)
+        hw1 = pair_resolution(self.conf["coarse_res"], size_a, size_b, self.res_multiple, keep)
+        self._check_res(hw1, "coarse_res")
+        if self.conf["upsample_res"] is None:
+            return hw1, None
+        hw2 = pair_resolution(self.conf["upsample_res"], size_a, size_b, self.upsample_multiple, keep)
+        self._check_res(hw2, "upsample_res")
+        return hw1, hw2
+
+    def _match_chunk(self, pairs, names, hw1: tuple[int, int], hw2: tuple[int, int] | None) -> list[MatchOutput]:
         cfg = self.decoder.config
         symmetric = bool(self.conf["symmetric"])
-        hw1, hw2 = _as_hw(self.conf["coarse_res"]), _as_hw(self.conf["upsample_res"])
-        self._check_res(hw1, "coarse_res")
         ims_a = [p[0] for p in pairs]
         ims_b = [p[1] for p in pairs]
-        if any(isinstance(x, (str, Path)) for x in ims_a + ims_b):  # read each file once
-            ims_a = [load_image_array(x) for x in ims_a]
-            ims_b = [load_image_array(x) for x in ims_b]
         na = [n[0] for n in names]
         nb = [n[1] for n in names]
 
@@ -304,7 +331,6 @@ class L2M(nn.Module):
             cert1 = F.interpolate(cert1.float(), size=hw1, mode="bilinear", align_corners=False)
         warp_c, cert_c = self._finish(flow1, cert1, c16, symmetric)
         if hw2 is not None:
-            self._check_res(hw2, "upsample_res")
             up_levels = tuple(self.conf["upsample_levels"] or cfg.upsample_levels)
             pa, pb = pyramids(hw2, up_levels)
             s = math.sqrt(hw2[0] * hw2[1] / (hw1[0] * hw1[1]))

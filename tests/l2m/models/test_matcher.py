@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from l2m.models.matcher import L2M, resize_image
+from l2m.models.matcher import L2M, pair_resolution, resize_image
 from l2m_test_models import build_micro
 
 
@@ -70,6 +70,35 @@ def test_batch_of_pairs_equals_single_pairs(micro_model, pair):
     assert len(outs) == 3
     assert torch.allclose(outs[0].warp, single.warp, atol=1e-5)
     assert torch.allclose(outs[2].certainty, single.certainty, atol=1e-5)
+
+
+def test_pair_resolution_keeps_the_aspect_ratio_at_the_same_area():
+    # Strecha photos at long side 1024 (683 x 1024), l2m-tiny's 800 px pass, XFeat multiple 32
+    assert pair_resolution(800, (683, 1024), (683, 1024), 32, keep_aspect=True) == (640, 992)
+    assert pair_resolution(448, (683, 1024), (683, 1024), 32, keep_aspect=True) == (352, 544)
+    assert pair_resolution(448, (1024, 683), (1024, 683), 32, keep_aspect=True) == (544, 352)  # portrait
+    # a landscape and a portrait photo: geometric mean aspect 1, i.e. the square
+    assert pair_resolution(448, (683, 1024), (1024, 683), 32, keep_aspect=True) == (448, 448)
+    # off, or an explicit [H, W]: as given
+    assert pair_resolution(800, (683, 1024), (683, 1024), 32, keep_aspect=False) == (800, 800)
+    assert pair_resolution([480, 640], (683, 1024), (683, 1024), 32, keep_aspect=True) == (480, 640)
+    # a panorama never collapses below one multiple
+    assert pair_resolution(64, (100, 4000), (100, 4000), 32, keep_aspect=True) == (32, 416)
+
+
+def test_keep_aspect_matches_pairs_of_mixed_shapes_in_one_batch(micro_model, pair):
+    pair = tuple(np.ascontiguousarray(im[:, :120]) for im in pair)  # square 120 x 120 photos
+    wide = np.ascontiguousarray(np.concatenate([pair[0], pair[0][:, ::-1]], axis=1))  # 120 x 240
+    micro_model.conf.update(keep_aspect=True, pair_batch=4)
+    try:
+        outs = micro_model.match_batch([pair, (wide, wide), pair])
+        single = micro_model.match(*pair)
+    finally:
+        micro_model.conf.update(keep_aspect=False)
+    # square photos keep the square 56 / 84; aspect 2 at multiples of 14: 42 x 84 and 56 x 112
+    assert outs[0].warp.shape == outs[2].warp.shape == single.warp.shape == (84, 168, 4)
+    assert outs[1].warp.shape == (56, 2 * 112, 4) and outs[1].warp_coarse.shape == (42, 2 * 84, 4)
+    assert torch.allclose(outs[2].warp, single.warp, atol=1e-5)
 
 
 def test_training_forward_returns_levels(micro_model):
