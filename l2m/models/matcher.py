@@ -270,17 +270,22 @@ class L2M(nn.Module):
         self.eval()
         try:
             names = list(names) if names is not None else [(None, None)] * len(pairs)
-            pairs = [tuple(load_image_array(x) for x in p) for p in pairs]  # files and PIL images read once
-            # pairs decoded together share their resolutions: chunks of consecutive pairs with equal ones
-            keys = [self._resolutions(a, b) for a, b in pairs]
+            step = max(1, int(self.conf["pair_batch"]))
             outs: list[MatchOutput] = []
-            step, s = max(1, int(self.conf["pair_batch"])), 0
-            while s < len(pairs):
-                e = s + 1
-                while e < len(pairs) and e - s < step and keys[e] == keys[s]:
-                    e += 1
-                outs += self._match_chunk(pairs[s:e], names[s:e], *keys[s])
-                s = e
+            chunk: list[tuple] = []  # up to `step` consecutive pairs with equal resolutions, decoded together
+            chunk_names: list[tuple] = []
+            key = None
+            for pair, pair_names in zip(pairs, names):
+                pair = tuple(load_image_array(x) for x in pair)  # files and PIL images are read once
+                pair_key = self._resolutions(*pair)
+                if chunk and (pair_key != key or len(chunk) == step):
+                    outs += self._match_chunk(chunk, chunk_names, *key)
+                    chunk, chunk_names = [], []
+                chunk.append(pair)
+                chunk_names.append(pair_names)
+                key = pair_key
+            if chunk:
+                outs += self._match_chunk(chunk, chunk_names, *key)
             return outs
         finally:
             self.train(was_training)
