@@ -4,8 +4,8 @@
 ``variant`` (overrides the registered name), ``weights`` / ``coarse_weights`` (path, cache-dir name, "random"
 or None = the variant's default file), ``coarse_res`` / ``upsample_res`` (None = variant default,
 0 = no second pass), ``keep_aspect`` (int resolutions at the pair's aspect ratio), ``coarse_levels`` /
-``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and [4, 2, 1]), ``cycle_px`` (forward-backward check in warp pixels; None = variant default, 0 = off),
-``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
+``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and [4, 2, 1]), ``cycle_px`` (forward-backward check
+in warp pixels; None = variant default, 0 = off), ``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
 keyed by image name), ``seed`` (sampling), ``pair_batch``.
 
 ``match_pair(image0, image1, name0, name1)`` takes RGB uint8 (H, W, 3) and returns the threshold-balanced
