@@ -450,12 +450,36 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return conf
 
 
+def check_device(device: str) -> None:
+    """Raise ConfigError unless `device` names a torch device that exists here ('cpu', 'cuda', 'cuda:N')."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"--device {device!r} is not a torch device; use cpu or cuda") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}); "
+                          "use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: only cpu and cuda are supported")
+
+
 def cli(argv: list[str] | None = None) -> int:
+    from l2m.models.checkpoint import CheckpointMismatchError
+    from l2m_sfm.matchers import MATCHERS
+
     args = parse_args(argv)
     output = args.output or Path("outputs") / args.images.resolve().name
     try:
-        main(conf_from_args(args), args.images, output, overwrite=args.overwrite)
-    except (ReconstructionError, ConfigError, FileNotFoundError) as e:
+        conf = conf_from_args(args)
+        if "device" in conf:
+            check_device(str(conf["device"]))
+        name = conf.get("matcher", {}).get("name")
+        if name is not None and name not in MATCHERS:
+            raise ConfigError(f"Unknown matcher {name!r}; available: {', '.join(sorted(MATCHERS))}")
+        main(conf, args.images, output, overwrite=args.overwrite)
+    except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

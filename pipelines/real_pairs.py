@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hold-out", nargs="*", default=[], metavar="SCENE",
                     help="sfm_smoke scenes kept out of training, written as validation scenes under <output>/val")
     args = ap.parse_args(argv)
+    args.output, args.data = args.output.resolve(), args.data.resolve()  # reconstructions run in the repository
 
     sources, report = [], []
 

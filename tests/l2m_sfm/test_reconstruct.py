@@ -312,3 +312,25 @@ def test_wrong_exif_focal_prior_is_dropped_when_mapping_falls_short(tmp_path):
     model = pycolmap.Reconstruction(str(out / "sfm"))
     assert all(not c.has_prior_focal_length for c in model.cameras.values())
     assert (out / "database.noprior.db").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "gpu"], "is not a torch device"),
+    (["--matcher", "superglue"], "Unknown matcher 'superglue'"),
+])
+def test_cli_refuses_bad_device_or_matcher_before_writing_anything(tmp_path, capsys, flags, message):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.png")
+    assert reconstruct.cli(["--images", str(images), "--output", str(tmp_path / "out"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_device_names_missing_cuda():
+    import torch
+
+    reconstruct.check_device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(reconstruct.ConfigError, match="CUDA is not available"):
+            reconstruct.check_device("cuda:0")
