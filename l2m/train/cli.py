@@ -76,7 +76,11 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
     loop_conf = merge_conf(loop_default_conf, preset.get("train"), "train")
     loop_conf = merge_conf(loop_conf, over.get("train"), "train")
     loop_conf["output_dir"] = str(args.output)
-    if args.resume and latest_checkpoint(args.output) is None and dist_info()[0] == 0:
+    earlier = latest_checkpoint(args.output)
+    if earlier is not None and not (args.resume or args.export_only):
+        raise ConfigError(f"{args.output} holds an earlier run (latest {earlier.name}): pass --resume to continue "
+                          "it, or choose a new --output (starting over here would mix its log and checkpoints)")
+    if args.resume and earlier is None and dist_info()[0] == 0:
         print(f"[train] --resume: no checkpoint in {args.output} yet, starting from step 0", flush=True)
 
     Task = Stage1Task if stage == 1 else Stage2Task

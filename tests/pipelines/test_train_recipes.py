@@ -57,7 +57,11 @@ def test_recipe_runs_stops_resumes_and_exports(tmp_path, stage):
         assert not torch.equal(early["matcher.decoder.proj.16.0.weight"], ck["matcher.decoder.proj.16.0.weight"])
         with pytest.raises(subprocess.CalledProcessError):
             _run(stage, out, images, "--export-only", "--checkpoint", "3")
-    else:
+    else:  # starting again in a used run folder without --resume is refused and changes nothing
+        log = (out / "metrics.jsonl").read_text()
+        with pytest.raises(subprocess.CalledProcessError):
+            _run(stage, out, images)
+        assert (out / "metrics.jsonl").read_text() == log
         from l2m.models.cnn import XFeatPyramid
         from l2m.models.checkpoint import load_into
         pyr = XFeatPyramid()
