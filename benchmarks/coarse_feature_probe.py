@@ -81,7 +81,7 @@ def probe(scene: Path, pairs: list[tuple[str, str]], kinds: tuple[str, ...], siz
 
     from l2m.geometry import relative_pose_error
     from l2m_sfm.bench_datasets import load_scene
-    from l2m_sfm.relpose import rescale_K
+    from l2m_sfm.relpose import _pinhole, rescale_K
 
     by_name = {(p.name0, p.name1): p for p in load_scene(scene)}
     missing = [f"{a} {b}" for a, b in pairs if (a, b) not in by_name]
@@ -96,9 +96,7 @@ def probe(scene: Path, pairs: list[tuple[str, str]], kinds: tuple[str, ...], siz
             image = cv2.imread(str(scene / "images" / name), cv2.IMREAD_COLOR)[:, :, ::-1]
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             tensors.append(torch.from_numpy(small.copy()).permute(2, 0, 1).float()[None] / 255)
-            K = rescale_K(K, K_size, size)
-            cams.append({"model": "PINHOLE", "width": size[0], "height": size[1],
-                         "params": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]})
+            cams.append(_pinhole(rescale_K(K, K_size, size)))
         row = {"pair": f"{name0} {name1}"}
         for kind, fn in extract.items():
             t0 = time.perf_counter()

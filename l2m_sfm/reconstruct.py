@@ -467,7 +467,7 @@ def check_device(device: str) -> None:
 
 def cli(argv: list[str] | None = None) -> int:
     from l2m.models.checkpoint import CheckpointMismatchError
-    from l2m_sfm.matchers import MATCHERS
+    from l2m_sfm.matchers import matcher_entry
 
     args = parse_args(argv)
     output = args.output or Path("outputs") / args.images.resolve().name
@@ -475,9 +475,8 @@ def cli(argv: list[str] | None = None) -> int:
         conf = conf_from_args(args)
         if "device" in conf:
             check_device(str(conf["device"]))
-        name = conf.get("matcher", {}).get("name")
-        if name is not None and name not in MATCHERS:
-            raise ConfigError(f"Unknown matcher {name!r}; available: {', '.join(sorted(MATCHERS))}")
+        if conf["matcher"].get("name") is not None:
+            matcher_entry(conf["matcher"]["name"])
         main(conf, args.images, output, overwrite=args.overwrite)
     except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
