@@ -92,9 +92,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — re-raised with the file name
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointMismatchError(
-            f"Could not read checkpoint {path} with torch.load(weights_only=True): {e}\n"
-            "If the file pickles other Python objects, re-save only its state dict "
+            f"Could not read checkpoint {Path(path).name!r} in {Path(path).resolve().parent} with "
+            f"torch.load(weights_only=True): {reason}. A truncated or partly copied file must be copied again; "
+            "a file that pickles other Python objects must be re-saved as a plain state dict "
             "(torch.save(ckpt['model'], 'clean.pth')) in a trusted environment.") from e
     return unwrap_state_dict(obj)
 
@@ -135,7 +137,8 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], strict: bool
     missing, unexpected, shapes = key_report(module, state, ignore_missing)
     if strict and (missing or unexpected or shapes):
         raise CheckpointMismatchError(
-            f"{source} does not fit {type(module).__name__}:\n{format_report(missing, unexpected, shapes)}\n"
+            f"{source} does not fit {type(module).__name__} ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(shapes)} mis-shaped keys):\n{format_report(missing, unexpected, shapes)}\n"
             "Check that the file belongs to this model variant (see l2m.models.zoo.VARIANTS).")
     own = module.state_dict()
     good = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}

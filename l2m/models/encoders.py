@@ -3,6 +3,8 @@
 * ``ViTCNNEncoder`` (l2m++, l2m-vitb): fine levels 1/2/4/8 from ``cnn`` (VGG19-BN, in the state dict as
   ``encoder.cnn.layers.*``) and level 16 from a frozen DINOv2 ViT held OUTSIDE the module tree (not in
   ``state_dict()``, not in ``parameters()``; moved by ``.to()``; always eval, run under no-grad), as upstream.
+  Precision as upstream: on CUDA the ViT is cast to fp16 and run without autocast, the CNN runs under the
+  caller's fp16 autocast; on the CPU everything is fp32 (``vit_dtype``).
 * ``XFeatPyramid`` (l2m-tiny, see ``cnn.py``): all five levels from one XFeat backbone (in the state dict).
 
 Both expose ``coarse_encoder``: a module with ``forward(images) -> (B, C, h, w)`` (stage-1 training target).
@@ -44,7 +46,16 @@ class ViTCNNEncoder(nn.Module):
         feats = self.cnn(images) if any(lv in levels for lv in (1, 2, 4, 8)) else {}
         feats = {lv: f for lv, f in feats.items() if lv in levels}
         if 16 in levels:
-            with torch.no_grad():
-                vit_dtype = next(self._vit.parameters()).dtype
-                feats[16] = self._vit(images.to(vit_dtype)).float()
+            dtype = vit_dtype(images.device)
+            if next(self._vit.parameters()).dtype != dtype:
+                self._vit.to(dtype)
+            # the official policy: the ViT's own weights in fp16 on CUDA, run OUTSIDE autocast (LayerNorm,
+            # softmax and the position-embedding add in fp16 too); fp32 on the CPU
+            with torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
+                feats[16] = self._vit(images.to(dtype)).float()
         return feats
+
+
+def vit_dtype(device: torch.device) -> torch.dtype:
+    """Precision of the frozen coarse ViT on `device`: fp16 on CUDA (as the official L2M++ code casts it), else fp32."""
+    return torch.float16 if device.type == "cuda" else torch.float32

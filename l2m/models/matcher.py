@@ -17,8 +17,9 @@ Feature cache: with ``conf["cache_size"] > 0`` and image names given, each image
 (per pass resolution) is kept in an LRU cache and reused for all its pairs. Encoding is always done one image
 at a time, so cached and uncached outputs are identical bit for bit.
 
-Devices: everything follows the parameters' device; on CUDA the encoders, projections, transformer and refiner
-blocks run under fp16 autocast (GP solve and refiner output convs in fp32); on CPU everything is fp32.
+Devices: everything follows the parameters' device. On CUDA, the official precision policy: the frozen coarse
+ViT is cast to fp16 and run outside autocast; the fine CNN, projections, transformer and refiner blocks run under
+fp16 autocast (GP solve and refiner output convs in fp32). On the CPU everything is fp32.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import (BUNDLED_DIR, load_into, read_state_dict, resolve_checkpoint, save_state_dict,
+from .checkpoint import (BUNDLED_DIR, cache_dir, load_into, read_state_dict, resolve_checkpoint, save_state_dict,
                          unwrap_state_dict)
 from .cnn import XFeatPyramid, load_xfeat_weights
 from .decoder import Decoder, DecoderConfig, tiny_decoder_config
@@ -44,7 +44,7 @@ class Variant:
     name: str
     backbone: str  # "vit+vgg" | "xfeat"
     vit_size: str | None
-    weights: str  # default matcher file name
+    weights: tuple[str, ...]  # default matcher file names, the first found is used
     coarse_weights: str | None  # default coarse-encoder file name (ViT variants)
     conf: dict[str, Any] = field(default_factory=dict)
     res_multiple: int = 14  # of coarse_res
@@ -52,11 +52,12 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "l2m++": Variant("l2m++", "vit+vgg", "large", "l2m++_560x560.pth", "dinov2l_distilled.pth",
-                     {"coarse_res": 560, "upsample_res": 864}),
-    "l2m-vitb": Variant("l2m-vitb", "vit+vgg", "base", "l2m_vitb.pt", "l2m_vit_base.pth",
-                        {"coarse_res": 560, "upsample_res": 864}),
-    "l2m-tiny": Variant("l2m-tiny", "xfeat", None, "l2m_tiny.pt", None,
+    # the official inference settings (spec §4, §5): exact KDE in the sampler, no cycle check
+    "l2m++": Variant("l2m++", "vit+vgg", "large", ("l2m++_560x560.pth", "l2m++_560x560v2.pth.ckpt"), "dinov2l_distilled.pth",
+                     {"coarse_res": 560, "upsample_res": 864, "kde_refs": None}),
+    "l2m-vitb": Variant("l2m-vitb", "vit+vgg", "base", ("l2m_vitb.pt",), "l2m_vit_base.pth",
+                        {"coarse_res": 560, "upsample_res": 864, "kde_refs": None}),
+    "l2m-tiny": Variant("l2m-tiny", "xfeat", None, ("l2m_tiny.pt",), None,
                         {"coarse_res": 448, "upsample_res": 800, "cycle_px": 2.0, "num_samples": 5000},
                         res_multiple=32, upsample_multiple=32),
 }
@@ -104,9 +105,15 @@ def weight_files(variant: str, weights: str | os.PathLike | None = None,
         cw = coarse_weights if coarse_weights is not None else ("random" if random_decoder else v.coarse_weights)
         coarse = "random" if isinstance(cw, str) and cw == "random" else \
             resolve_checkpoint(cw, what=f"{v.name} coarse encoder (ViT-{v.vit_size}/14)")
-    matcher = "random" if random_decoder else resolve_checkpoint(
-        weights if weights is not None else v.weights, search=[BUNDLED_DIR], what=f"{v.name} matcher")
-    return matcher, coarse
+    if random_decoder:
+        return "random", coarse
+    if weights is not None:
+        return resolve_checkpoint(weights, search=[BUNDLED_DIR], what=f"{v.name} matcher"), coarse
+    for name in v.weights[1:]:  # an alternative file name (the L2M++ "v2" trainer checkpoint) when present
+        if any((d / name).is_file() for d in (BUNDLED_DIR, cache_dir())):
+            return resolve_checkpoint(name, search=[BUNDLED_DIR], what=f"{v.name} matcher"), coarse
+    also = f" (or {', '.join(v.weights[1:])})" if len(v.weights) > 1 else ""
+    return resolve_checkpoint(v.weights[0], search=[BUNDLED_DIR], what=f"{v.name} matcher{also}"), coarse
 
 
 def build_model(variant: str = "l2m-tiny", weights: str | os.PathLike | None = None,

@@ -210,3 +210,33 @@ def test_upsample_res_needs_only_the_fine_cnn_multiple(pair):
     model.conf.update(coarse_res=88)
     with pytest.raises(ValueError, match="coarse_res .* multiple of 14"):
         model.match(*pair)
+
+
+def test_two_pass_match_is_pinned(pair):
+    """Pass 1 at 56² (ViT-S + micro decoder, seed 0), pass 2 at 84² from the level-1 flow with s = 84/56,
+    attenuated by the pass-1 level-16 certainty, symmetric. Values recorded from this implementation after it
+    was checked against the official code (tests/l2m/models/test_official_parity.py); any change to the
+    two-pass path, the attenuation or the position-embedding rule moves them."""
+    out = build_micro(seed=0).match(*pair)
+    assert out.warp.shape == (84, 168, 4) and out.warp_coarse.shape == (56, 112, 4)
+    expect_a = [-0.27381, -0.03571, -0.12511, 0.35109]  # A's cell (30, 40) and its A->B prediction
+    expect_b = [0.30575, 0.13844, -0.27381, -0.03571]  # B's cell (30, 40) and its B->A prediction
+    assert np.allclose(out.warp[40, 30].tolist(), expect_a, atol=2e-4)
+    assert np.allclose(out.warp[40, 84 + 30].tolist(), expect_b, atol=2e-4)
+    assert abs(float(out.certainty[40, 30]) - 0.61442) < 2e-4
+    assert abs(float(out.certainty.mean()) - 0.64383) < 2e-4
+    assert abs(float(out.certainty_coarse.mean()) - 0.62176) < 2e-4
+    assert abs(float(out.warp[:, :84, 2:].std()) - 0.32435) < 2e-4
+
+
+def test_precision_policy_is_fp16_vit_on_cuda_and_fp32_on_cpu(micro_model, pair):
+    """The official policy (spec §2.3): the ViT in fp16 on CUDA; the CPU keeps it, and everything, in fp32."""
+    from l2m.models.encoders import vit_dtype
+
+    assert vit_dtype(torch.device("cuda", 0)) == torch.float16
+    assert vit_dtype(torch.device("cpu")) == torch.float32
+    vit = micro_model.coarse_encoder
+    vit.half()  # a model moved back from a GPU: the CPU forward restores fp32 before running the ViT
+    out = micro_model.match(*pair)
+    assert next(vit.parameters()).dtype == torch.float32 and out.warp.dtype == torch.float32
+    assert not micro_model._autocast()._enabled  # no fp16 autocast on the CPU
