@@ -126,15 +126,20 @@ def draw_pair(image0: np.ndarray, image1: np.ndarray, kpts0: np.ndarray, kpts1: 
     return path
 
 
+def worst_pair_path(out_dir: Path, label: str, rank: int) -> Path:
+    """File of the rank-th worst pair picture of matcher `label` (rank from 1)."""
+    safe = "".join(c if c.isalnum() or c in "+-." else "_" for c in label)
+    return Path(out_dir) / f"{safe}_worst{rank}.png"
+
+
 def plot_worst_pairs(label: str, records: Records, load: Callable[[dict[str, Any]], tuple], out_dir: Path,
                      k: int = 3) -> list[Path]:
     """Match images of the k worst pairs of one matcher; `load(record)` gives (im0, im1, k0, k1, inliers)."""
     paths = []
-    safe = "".join(c if c.isalnum() or c in "+-." else "_" for c in label)
     for rank, r in enumerate(worst_pairs(records, k), 1):
         im0, im1, k0, k1, inliers = load(r)
         n_in = int(np.sum(inliers)) if inliers is not None else 0
         caption = (f"{label} #{rank}: {r['name0']} - {r['name1']}  error {r['error']:.2f} deg  "
                    f"{len(k0)} matches, {n_in} inliers")
-        paths.append(draw_pair(im0, im1, k0, k1, inliers, caption, Path(out_dir) / f"{safe}_worst{rank}.png"))
+        paths.append(draw_pair(im0, im1, k0, k1, inliers, caption, worst_pair_path(out_dir, label, rank)))
     return paths

@@ -99,12 +99,26 @@ def json_script(element_id: str, value: Any) -> str:
     return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
 
 
+def plotly_figure(div_id: str, traces: list[dict[str, Any]], layout: dict[str, Any], height: int = 440) -> str:
+    """A plotly chart (needs `plotly_script()` in the page head); its drawing promise joins window.plots."""
+    data = json_script(f"{div_id}-data", {"traces": traces, "layout": layout})
+    return (f'<div id="{esc(div_id)}" class="plot" style="height:{int(height)}px"></div>{data}<script>'
+            f"(function () {{ const f = JSON.parse(document.getElementById('{esc(div_id)}-data').textContent);"
+            f" (window.plots = window.plots || []).push(Plotly.newPlot('{esc(div_id)}', f.traces, f.layout,"
+            " {displaylogo: false, responsive: true})); })();</script>")
+
+
+# window.pageReady: every chart drawn (the browser tests wait for it)
+READY_SCRIPT = "<script>Promise.all(window.plots || []).then(function () { window.pageReady = true; });</script>"
+
+
 def page(title: str, body: str, subtitle: str = "", head: str = "") -> str:
-    """A complete HTML document."""
+    """A complete HTML document; sets window.pageReady once every chart is drawn."""
     sub = f'<p class="sub">{esc(subtitle)}</p>' if subtitle else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
-            f"<style>{STYLE}</style>{head}</head><body><h1>{esc(title)}</h1>{sub}{body}</body></html>\n")
+            f"<style>{STYLE}</style>{head}</head><body><h1>{esc(title)}</h1>{sub}{body}{READY_SCRIPT}"
+            "</body></html>\n")
 
 
 def write_page(text: str, path: Path) -> Path:

@@ -44,8 +44,8 @@ VIEW_JS = """
     scene: {aspectmode: 'manual', aspectratio: d.view.aspect, bgcolor: '#ffffff',
             xaxis: axis(d.view.range[0]), yaxis: axis(d.view.range[1]), zaxis: axis(d.view.range[2]),
             camera: {up: d.view.up, eye: d.view.eye, center: {x: 0, y: 0, z: 0}}}};
-  Plotly.newPlot('view3d', traces, layout, {displaylogo: false, responsive: true})
-    .then(function () { window.reportReady = true; });
+  (window.plots = window.plots || []).push(
+    Plotly.newPlot('view3d', traces, layout, {displaylogo: false, responsive: true}));
 })();
 """
 
