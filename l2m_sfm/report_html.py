@@ -21,6 +21,7 @@ from l2m_sfm.html_page import esc, fmt, json_script, page, picture, plotly_scrip
 DEFAULT_MAX_POINTS = 150_000
 MAX_BYTES = 10_000_000  # the whole page
 BYTES_PER_POINT = 20  # float32 x, y, z + uint8 r, g, b, base64: 15 * 4 / 3
+MIN_POINTS = 1000  # shown whatever the byte budget
 FRUSTUM_COLOR = "#d62728"
 
 VIEW_JS = """
@@ -228,29 +229,38 @@ def build_html(output: Path, evaluation: dict[str, Any] | None = None, max_point
                 + "<details><summary>resolved configuration (config.json)</summary><pre>"
                 + esc(json.dumps(conf, indent=1)) + "</pre></details>")
 
-    head = plotly_script() if model is not None else ""
-    fixed = len(head) + sum(map(len, parts)) + sum(map(len, tail)) + 20_000
-    if model is not None:
-        budget = max(1000, min(max_points, (max_bytes - fixed) // BYTES_PER_POINT))
-        data = scene_payload(model, budget)
-        sub = (f"all {data['num_points']} points shown" if data["num_shown"] == data["num_points"] else
-               f"{data['num_shown']} of {data['num_points']} points shown: a random subsample (seed 0) to keep "
-               f"this page under {max_bytes / 1e6:.0f} MB; `python -m l2m_sfm.report OUT --max-points N` "
-               "changes the budget")
-        unreg = f" ({', '.join(unregistered[:20])}{' …' if len(unregistered) > 20 else ''})" if unregistered else ""
-        parts.append(f'<h2>3D view</h2><p class="note">{num_reg} registered cameras (red frusta, name on hover), '
-                     f"{len(unregistered)} unregistered{esc(unreg)}; {esc(sub)}. Drag to rotate, scroll to zoom."
-                     f'</p><div id="view3d" class="plot" style="height:620px"></div>'
-                     + json_script("scene-data", data) + f"<script>{VIEW_JS}</script>")
-    else:
-        parts.append('<p class="note">No model: nothing to show in 3D.</p>')
-    written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = "".join(parts + tail) + (f'<p class="note" id="built">built {written} in '
-                                    f"{time.perf_counter() - t0:.2f} s by l2m_sfm.report_html</p>")
     root = (report.get("images") or {}).get("root", "")
     scene = Path(root).parent.name if Path(root).name == "images" else Path(root).name
-    return page(f"Reconstruction of {scene or output.name}", body,
-                subtitle=f"images {root} · output {output}", head=head)
+    unreg = f" ({', '.join(unregistered[:20])}{' …' if len(unregistered) > 20 else ''})" if unregistered else ""
+
+    def assemble(data: dict[str, Any] | None) -> str:
+        if data is None:
+            view = '<p class="note">No model: nothing to show in 3D.</p>'
+        else:
+            sub = (f"all {data['num_points']} points shown" if data["num_shown"] == data["num_points"] else
+                   f"{data['num_shown']} of {data['num_points']} points shown: a random subsample (seed 0) to keep "
+                   f"this page under {max_bytes / 1e6:.0f} MB; `python -m l2m_sfm.report OUT --max-points N` "
+                   "changes the budget")
+            view = (f'<h2>3D view</h2><p class="note">{num_reg} registered cameras (red frusta, name on hover), '
+                    f"{len(unregistered)} unregistered{esc(unreg)}; {esc(sub)}. Drag to rotate, scroll to zoom.</p>"
+                    '<div id="view3d" class="plot" style="height:620px"></div>'
+                    + json_script("scene-data", data) + f"<script>{VIEW_JS}</script>")
+        written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        body = "".join(parts + [view] + tail) + (f'<p class="note" id="built">built {written} in '
+                                                f"{time.perf_counter() - t0:.2f} s by l2m_sfm.report_html</p>")
+        return page(f"Reconstruction of {scene or output.name}", body, subtitle=f"images {root} · output {output}",
+                    head=plotly_script() if data is not None else "")
+
+    if model is None:
+        return assemble(None)
+    budget = max_points
+    while True:  # shrink the point budget until the page fits (at most a few rounds: ~BYTES_PER_POINT each)
+        data = scene_payload(model, budget)
+        text = assemble(data)
+        excess = len(text.encode()) - max_bytes
+        if excess <= 0 or data["num_shown"] <= MIN_POINTS:
+            return text
+        budget = max(MIN_POINTS, data["num_shown"] - excess // BYTES_PER_POINT - 100)
 
 
 def write_html(output: Path, evaluation: dict[str, Any] | None = None, max_points: int = DEFAULT_MAX_POINTS) -> Path:
