@@ -120,7 +120,7 @@ def scene_payload(model: Any, max_points: int, seed: int = 0) -> dict[str, Any]:
     eye = 0.6 * up - (forward if np.linalg.norm(forward) > 0.3 else 0.0)
     span = hi - lo
     aspect = span / span.max()
-    eye = 1.3 * eye / max(np.linalg.norm(eye), 1e-9)
+    eye = 1.2 * eye / max(np.linalg.norm(eye), 1e-9)
     return {
         "points": {"x": _b64(xyz[:, 0].astype(np.float32)), "y": _b64(xyz[:, 1].astype(np.float32)),
                    "z": _b64(xyz[:, 2].astype(np.float32)), "rgb": _b64(rgb)},

@@ -201,3 +201,28 @@ class Browser:
         os.close(self._to_child)
         self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python tests/browser.py PAGE.html OUT.png [WIDTH HEIGHT]: a screenshot of a page once its charts are drawn."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 4):
+        raise SystemExit(main.__doc__)
+    exe = find_chromium()
+    if exe is None:
+        raise SystemExit("Chromium not found: apt-get install chromium, or set $CHROMIUM")
+    width, height = (int(args[2]), int(args[3])) if len(args) == 4 else (1280, 900)
+    with Browser(exe, width, height) as browser:
+        tab = browser.open(Path(args[0]))
+        tab.wait_for("window.pageReady === true")
+        time.sleep(0.5)
+        Path(args[1]).write_bytes(tab.screenshot())
+        for error in tab.errors + [f"remote request: {u}" for u in tab.remote_requests]:
+            print(error, file=sys.stderr)
+    return 1 if tab.errors or tab.remote_requests else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
