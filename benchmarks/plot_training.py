@@ -1,6 +1,7 @@
 """Loss curves and validation metrics of training runs (OUTPUT/metrics.jsonl written by l2m.train.loop).
 
-    python benchmarks/plot_training.py RUN_DIR [RUN_DIR ...] --output curves.png [--json summary.json] [--html page.html]
+    python benchmarks/plot_training.py RUN_DIR [RUN_DIR ...] --output curves.png [--json summary.json]
+        [--html page.html]
 
 Plots the training loss (raw and moving average) against the step, one panel per run, and the validation
 metrics; prints a table of each validation metric at the first and last validation step and writes it as JSON.

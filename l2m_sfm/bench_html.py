@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from l2m_sfm.bench_plots import recall_curve, trial_errors, worst_pair_path, worst_pairs
+from l2m_sfm.bench_plots import recall_at, recall_curve, trial_errors, worst_pair_path, worst_pairs
 from l2m_sfm.html_page import esc, fmt, page, picture, plotly_figure, plotly_script, table, write_page
 from l2m_sfm.metrics import pose_auc
 
@@ -39,8 +39,7 @@ def recall_figures(runs: Mapping[str, Records], max_error: float = 20.0) -> str:
         linear.append({"type": "scatter", "mode": "lines", "name": name, "x": x.round(3).tolist(),
                        "y": (100 * y).round(2).tolist(), "line": {"color": color}})
         xl = np.geomspace(0.01, 180.0, 201)
-        e = np.sort(np.nan_to_num(errors, nan=np.inf))
-        yl = 100 * np.searchsorted(e, xl, side="left") / max(len(e), 1)
+        yl = 100 * recall_at(errors, xl)
         log.append({"type": "scatter", "mode": "lines", "name": label, "x": xl.round(4).tolist(),
                     "y": yl.round(2).tolist(), "line": {"color": color}})
     axis_y = {"title": {"text": "recall [% of pairs x trials]"}, "range": [0, 101]}

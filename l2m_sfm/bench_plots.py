@@ -35,11 +35,16 @@ def trial_errors(records: Records) -> np.ndarray:
     return np.array([t["error"] for r in records for t in r["trials"]], np.float64)
 
 
-def recall_curve(errors: np.ndarray, max_error: float, num: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """(thresholds, fraction of samples with error < threshold); failures count in the denominator."""
-    x = np.linspace(0.0, max_error, num)
+def recall_at(errors: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Fraction of samples with error < each threshold; failures (inf, nan) count in the denominator."""
     e = np.sort(np.nan_to_num(np.asarray(errors, np.float64), nan=np.inf))
-    return x, np.searchsorted(e, x, side="left") / max(len(e), 1)
+    return np.searchsorted(e, thresholds, side="left") / max(len(e), 1)
+
+
+def recall_curve(errors: np.ndarray, max_error: float, num: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds 0..max_error, recall at each); failures count in the denominator."""
+    x = np.linspace(0.0, max_error, num)
+    return x, recall_at(errors, x)
 
 
 def plot_recall_curves(runs: Mapping[str, Records], path: Path, max_error: float = 20.0, title: str = "",
@@ -56,9 +61,7 @@ def plot_recall_curves(runs: Mapping[str, Records], path: Path, max_error: float
         axes[0].plot(x, 100 * y, lw=1.8, color=f"C{i % 10}",
                      label=f"{label} ({' / '.join(f'{100 * a:.1f}' for a in auc)})")
         xl = np.geomspace(*log_range, 400)
-        e = np.sort(np.nan_to_num(errors, nan=np.inf))
-        axes[1].plot(xl, 100 * np.searchsorted(e, xl, side="left") / max(len(e), 1), lw=1.8, color=f"C{i % 10}",
-                     label=label)
+        axes[1].plot(xl, 100 * recall_at(errors, xl), lw=1.8, color=f"C{i % 10}", label=label)
     for t in (5, 10, 20):
         for ax in axes:
             ax.axvline(t, color="0.85", lw=0.8, zorder=0)

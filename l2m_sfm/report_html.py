@@ -190,7 +190,8 @@ def build_html(output: Path, evaluation: dict[str, Any] | None = None, max_point
     facts = [("images found", (report.get("images") or {}).get("found", len(names))), ("registered", num_reg),
              ("unregistered", len(unregistered)), ("skipped files", len(skipped))]
     if model_info:
-        facts += [("3D points", model_info["points3D"]), ("mean track length", f"{model_info['mean_track_length']:.2f}"),
+        facts += [("3D points", model_info["points3D"]),
+                  ("mean track length", f"{model_info['mean_track_length']:.2f}"),
                   ("mean reprojection error", f"{model_info['mean_reprojection_error_px']:.3f} px")]
     facts += [("matcher", matcher), ("pairs", f"{(report.get('pairs') or {}).get('num_pairs', '–')} "
                                               f"({(report.get('pairs') or {}).get('method')})"),
