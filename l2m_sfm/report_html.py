@@ -101,7 +101,10 @@ def scene_payload(model: Any, max_points: int, seed: int = 0) -> dict[str, Any]:
     lo, hi = bulk.min(0), bulk.max(0)
     pad = 0.05 * max(float((hi - lo).max()), 1e-9)
     lo, hi = lo - pad, hi + pad
-    size = 0.06 * float(np.linalg.norm(hi - lo))  # frustum depth
+    # frustum depth: 6 % of the scene, less when cameras stand closer than that (a video's frames)
+    diag = float(np.linalg.norm(hi - lo))
+    gaps = np.linalg.norm(centers[:, None] - centers[None], axis=2) + np.eye(len(centers)) * 1e18
+    size = min(0.06 * diag, max(1.5 * float(np.median(gaps.min(1))) if len(centers) > 1 else diag, 0.01 * diag))
     fx, fy, fz, text = [], [], [], []
     for im, c, R in zip(images, centers, rotations):
         cam = model.cameras[im.camera_id]
@@ -117,7 +120,9 @@ def scene_payload(model: Any, max_points: int, seed: int = 0) -> dict[str, Any]:
     up = -rotations[:, 1].mean(0) if len(rotations) else np.array([0.0, -1.0, 0.0])
     up /= max(np.linalg.norm(up), 1e-9)
     forward = rotations[:, 2].mean(0) if len(rotations) else np.zeros(3)
-    eye = 0.6 * up - (forward if np.linalg.norm(forward) > 0.3 else 0.0)
+    right = rotations[:, 0].mean(0) if len(rotations) else np.zeros(3)
+    # from above and behind the cameras, a little to the side so a row of cameras does not hide itself
+    eye = 0.7 * up - 0.6 * forward + 0.4 * right
     span = hi - lo
     aspect = span / span.max()
     eye = 1.2 * eye / max(np.linalg.norm(eye), 1e-9)
