@@ -87,12 +87,13 @@ def image_rows(model: Any | None, names: list[str], keypoints: dict[str, int]) -
 
 def scene_payload(model: Any, max_points: int, seed: int = 0) -> dict[str, Any]:
     """Points (subsampled to max_points, seed fixed), camera frusta and an initial view, for VIEW_JS."""
-    xyz = np.array([p.xyz for p in model.points3D.values()], np.float64).reshape(-1, 3)
-    rgb = np.array([p.color for p in model.points3D.values()], np.uint8).reshape(-1, 3)
-    total = len(xyz)
-    if total > max_points:
-        keep = np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))
-        xyz, rgb = xyz[keep], rgb[keep]
+    ids = np.array(sorted(model.point3D_ids()), np.int64)
+    total = len(ids)
+    if total > max_points:  # choose first: reading a point from pycolmap costs more than the choice
+        ids = ids[np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))]
+    points = [model.point3D(int(i)) for i in ids]
+    xyz = np.array([p.xyz for p in points], np.float64).reshape(-1, 3)
+    rgb = np.array([p.color for p in points], np.uint8).reshape(-1, 3)
     images = [model.images[i] for i in sorted(model.reg_image_ids(), key=lambda i: model.images[i].name)]
     centers = np.array([im.projection_center() for im in images]).reshape(-1, 3)
     rotations = np.array([im.cam_from_world().rotation.matrix() for im in images]).reshape(-1, 3, 3)
