@@ -170,6 +170,60 @@ def _names(report: dict[str, Any]) -> list[str]:
     return sorted(set(kp) | set(m.get("registered_names", [])) | set(m.get("unregistered_names", [])))
 
 
+def _facts(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The headline numbers of the run and its error, if it failed."""
+    model_info, db = report.get("model") or None, report.get("database") or {}
+    pairs = report.get("pairs") or {}
+    facts = [("images found", (report.get("images") or {}).get("found", len(rows))),
+             ("registered", sum(r["registered"] for r in rows)),
+             ("unregistered", sum(not r["registered"] for r in rows)),
+             ("skipped files", len((report.get("images") or {}).get("skipped", [])))]
+    if model_info:
+        facts += [("3D points", model_info["points3D"]),
+                  ("mean track length", f"{model_info['mean_track_length']:.2f}"),
+                  ("mean reprojection error", f"{model_info['mean_reprojection_error_px']:.3f} px")]
+    facts += [("matcher", ((report.get("config") or {}).get("matcher") or {}).get("name")),
+              ("pairs", f"{pairs.get('num_pairs', '–')} ({pairs.get('method')})"),
+              ("verified pairs", db.get("verified_pairs", "–"))]
+    html = '<p class="facts">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>" for k, v in facts) + "</p>"
+    return html + (f'<p class="error">{esc(report["error"])}</p>' if report.get("error") else "")
+
+
+def _sections(output: Path, report: dict[str, Any], rows: list[dict[str, Any]],
+              evaluation: dict[str, Any] | None) -> list[str]:
+    """Everything below the 3D view: images, evaluation, skipped files, timings, attempts, matches, config."""
+    out = [f'<h2 id="images-section">Images ({len(rows)})</h2>',
+           table(["image", "registered", "keypoints", "observations", "mean reprojection error (px)", "camera"],
+                 [[r["name"], r["registered"], r["keypoints"], r["observations"], r["reprojection_error_px"],
+                   r["camera"]] for r in rows], "images", [not r["registered"] for r in rows]),
+           '<p class="note">observations: keypoints of the image that belong to a 3D point; reprojection error '
+           "through the image's COLMAP camera.</p>"]
+    if evaluation:
+        out.append(_evaluation_section(evaluation))
+    skipped = (report.get("images") or {}).get("skipped", [])
+    out.append(f"<h2>Skipped files ({len(skipped)})</h2>")
+    out.append(table(["file", "reason"], [[s["name"], s["reason"]] for s in skipped], "skipped") if skipped
+               else '<p class="note">none</p>')
+    seconds = report.get("seconds") or {}
+    out.append("<h2>Stage timings</h2>" + table(
+        ["stage", "seconds"], [[k, float(v)] for k, v in seconds.items()] + [["total", float(sum(seconds.values()))]],
+        "timings", digits=2))
+    if report.get("models"):
+        keys = sorted({k for m in report["models"] for k in m})
+        out.append("<h2>Mapping attempts</h2>" + table(keys, [[m.get(k) for k in keys] for m in report["models"]],
+                                                         "models"))
+    pictures = [n for n in report.get("match_pictures") or [] if (output / "matches" / n).is_file()]
+    if pictures:
+        out.append(f"<h2>Matches ({len(pictures)} pairs with most matches)</h2>")
+        out.append('<div class="pics">' + "".join(
+            picture(output / "matches" / n, n.replace(".jpg", "").replace("__", " – ")) for n in pictures) + "</div>")
+    out.append("<h2>Configuration and versions</h2>"
+               + table(["package", "version"], sorted((report.get("versions") or {}).items()), "versions")
+               + "<details><summary>resolved configuration (config.json)</summary><pre>"
+               + esc(json.dumps(report.get("config") or {}, indent=1)) + "</pre></details>")
+    return out
+
+
 def build_html(output: Path, evaluation: dict[str, Any] | None = None, max_points: int = DEFAULT_MAX_POINTS,
                max_bytes: int = MAX_BYTES) -> str:
     """The page's HTML for the reconstruct output folder `output`."""
@@ -180,62 +234,14 @@ def build_html(output: Path, evaluation: dict[str, Any] | None = None, max_point
     if not report_path.is_file():
         raise FileNotFoundError(f"{report_path} not found: {output} is not a `python -m l2m_sfm.reconstruct` output")
     report = json.loads(report_path.read_text())
-    model_info = report.get("model") or None
-    model = pycolmap.Reconstruction(str(output / "sfm")) if model_info and (output / "sfm" / "images.bin").is_file() \
-        else None
+    model = pycolmap.Reconstruction(str(output / "sfm")) \
+        if report.get("model") and (output / "sfm" / "images.bin").is_file() else None
     if evaluation is None:
         evaluation = read_evaluation(output)
-    names = _names(report)
-    db = report.get("database") or {}
-    rows = image_rows(model, names, db.get("keypoints_per_image") or {})
-    conf = report.get("config") or {}
-    matcher = (conf.get("matcher") or {}).get("name")
+    rows = image_rows(model, _names(report), (report.get("database") or {}).get("keypoints_per_image") or {})
     num_reg = sum(r["registered"] for r in rows)
     unregistered = [r["name"] for r in rows if not r["registered"]]
-    skipped = (report.get("images") or {}).get("skipped", [])
-    facts = [("images found", (report.get("images") or {}).get("found", len(names))), ("registered", num_reg),
-             ("unregistered", len(unregistered)), ("skipped files", len(skipped))]
-    if model_info:
-        facts += [("3D points", model_info["points3D"]),
-                  ("mean track length", f"{model_info['mean_track_length']:.2f}"),
-                  ("mean reprojection error", f"{model_info['mean_reprojection_error_px']:.3f} px")]
-    facts += [("matcher", matcher), ("pairs", f"{(report.get('pairs') or {}).get('num_pairs', '–')} "
-                                              f"({(report.get('pairs') or {}).get('method')})"),
-              ("verified pairs", db.get("verified_pairs", "–"))]
-    parts = ['<p class="facts">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>" for k, v in facts) + "</p>"]
-    if report.get("error"):
-        parts.append(f'<p class="error">{esc(report["error"])}</p>')
-
-    tail = [f'<h2 id="images-section">Images ({len(rows)})</h2>',
-            table(["image", "registered", "keypoints", "observations", "mean reprojection error (px)", "camera"],
-                  [[r["name"], r["registered"], r["keypoints"], r["observations"], r["reprojection_error_px"],
-                    r["camera"]] for r in rows], "images", [not r["registered"] for r in rows]),
-            '<p class="note">observations: keypoints of the image that belong to a 3D point; reprojection error '
-            "through the image's COLMAP camera.</p>"]
-    if evaluation:
-        tail.append(_evaluation_section(evaluation))
-    tail.append(f"<h2>Skipped files ({len(skipped)})</h2>")
-    tail.append(table(["file", "reason"], [[s["name"], s["reason"]] for s in skipped], "skipped") if skipped
-                else '<p class="note">none</p>')
-    seconds = report.get("seconds") or {}
-    tail.append("<h2>Stage timings</h2>" + table(
-        ["stage", "seconds"], [[k, float(v)] for k, v in seconds.items()] + [["total", float(sum(seconds.values()))]],
-        "timings", digits=2))
-    if report.get("models"):
-        keys = sorted({k for m in report["models"] for k in m})
-        tail.append("<h2>Mapping attempts</h2>" + table(keys, [[m.get(k) for k in keys] for m in report["models"]],
-                                                          "models"))
-    pictures = [n for n in report.get("match_pictures") or [] if (output / "matches" / n).is_file()]
-    if pictures:
-        tail.append(f"<h2>Matches ({len(pictures)} pairs with most matches)</h2>")
-        tail.append('<div class="pics">' + "".join(
-            picture(output / "matches" / n, n.replace(".jpg", "").replace("__", " – ")) for n in pictures) + "</div>")
-    versions = report.get("versions") or {}
-    tail.append("<h2>Configuration and versions</h2>"
-                + table(["package", "version"], sorted(versions.items()), "versions")
-                + "<details><summary>resolved configuration (config.json)</summary><pre>"
-                + esc(json.dumps(conf, indent=1)) + "</pre></details>")
-
+    parts, tail = [_facts(report, rows)], _sections(output, report, rows, evaluation)
     root = (report.get("images") or {}).get("root", "")
     scene = Path(root).parent.name if Path(root).name == "images" else Path(root).name
     unreg = f" ({', '.join(unregistered[:20])}{' …' if len(unregistered) > 20 else ''})" if unregistered else ""
@@ -245,9 +251,9 @@ def build_html(output: Path, evaluation: dict[str, Any] | None = None, max_point
             view = '<p class="note">No model: nothing to show in 3D.</p>'
         else:
             sub = (f"all {data['num_points']} points shown" if data["num_shown"] == data["num_points"] else
-                   f"{data['num_shown']} of {data['num_points']} points shown: a random subsample (seed 0) to keep "
-                   f"this page under {max_bytes / 1e6:.0f} MB; `python -m l2m_sfm.report OUT --max-points N` "
-                   "changes the budget")
+                   f"{data['num_shown']} of {data['num_points']} points shown: a random subsample (seed 0), as "
+                   f"the page keeps at most {max_points} points and {max_bytes / 1e6:.0f} MB; "
+                   "`python -m l2m_sfm.report OUT --max-points N` changes the budget")
             view = (f'<h2>3D view</h2><p class="note">{num_reg} registered cameras (red frusta, name on hover), '
                     f"{len(unregistered)} unregistered{esc(unreg)}; {esc(sub)}. Drag to rotate, scroll to zoom.</p>"
                     '<div id="view3d" class="plot" style="height:620px"></div>'
