@@ -1,9 +1,11 @@
 """Loss curves and validation metrics of training runs (OUTPUT/metrics.jsonl written by l2m.train.loop).
 
     python benchmarks/plot_training.py RUN_DIR [RUN_DIR ...] --output curves.png [--json summary.json]
+        [--html page.html]
 
 Plots the training loss (raw and moving average) against the step, one panel per run, and the validation
 metrics; prints a table of each validation metric at the first and last validation step and writes it as JSON.
+The same curves, interactive, and the table go to an offline page (default: curves.html beside the PNG).
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import sys
 from pathlib import Path
 
 import matplotlib
+
+if __package__ in (None, ""):  # run as a script: make the repository importable without installation
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -94,11 +99,48 @@ def plot(runs: list[Path], output: Path) -> dict:
     return summary
 
 
+def write_html(runs: list[Path], summary: dict, path: Path) -> Path:
+    """One offline page: per run, the loss curve (raw + moving average) and the validation metrics, interactive,
+    and the first/last validation table."""
+    from l2m_sfm.html_page import esc, page, plotly_figure, plotly_script, table, write_page
+
+    parts = []
+    for i, run in enumerate(runs):
+        tr, val = read_log(run)
+        steps, loss = [r["step"] for r in tr], [r["total"] for r in tr]
+        parts.append(f"<h2>{esc(run.name)}</h2><p class=\"note\">{esc(run)}</p>")
+        parts.append(plotly_figure(f"loss{i}", [
+            {"type": "scatter", "mode": "lines", "name": "train loss (per log interval)", "x": steps, "y": loss,
+             "opacity": 0.4},
+            {"type": "scatter", "mode": "lines", "name": "moving average (10)", "x": steps,
+             "y": moving_average(loss, 10), "line": {"width": 3}}],
+            {"xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "loss"}}, "margin": {"t": 20}}, 360))
+        traces = []
+        for k in HEADLINE:
+            pts = [(r["step"], r[k]) for r in val if k in r]
+            if pts:
+                frac = k.startswith("pck") or k.endswith("_cos")
+                traces.append({"type": "scatter", "mode": "lines+markers", "name": k + (" (right)" if frac else ""),
+                               "x": [p[0] for p in pts], "y": [p[1] for p in pts], "yaxis": "y2" if frac else "y",
+                               "line": {"dash": "dash" if frac else "solid"}})
+        if traces:
+            parts.append(plotly_figure(f"val{i}", traces, {
+                "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "error (EPE px / feature L1)"}},
+                "yaxis2": {"title": {"text": "fraction (PCK / cosine)"}, "overlaying": "y", "side": "right"},
+                "margin": {"t": 20}, "legend": {"x": 1.08}}, 360))
+        s = summary[str(run)]
+        parts.append(table(["metric", "start", "end", "steps"], [
+            [k, v["start"], v["end"], f"{v['start_step']} -> {v['end_step']}"] for k, v in s["val"].items()],
+            f"val-table{i}", digits=4))
+    return write_page(page("Training curves", "".join(parts), head=plotly_script()), path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--output", type=Path, required=True, help="PNG file")
     ap.add_argument("--json", type=Path, help="summary JSON (default: next to the PNG)")
+    ap.add_argument("--html", type=Path, help="offline page with the curves (default: next to the PNG)")
     args = ap.parse_args(argv)
     summary = plot(args.runs, args.output)
     for run, s in summary.items():
@@ -111,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = js.with_name(js.name + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(js)
-    print(f"\nwrote {args.output} and {js}")
+    html = write_html(args.runs, summary, args.html or args.output.with_suffix(".html"))
+    print(f"\nwrote {args.output}, {js} and {html}")
     return 0
 
 

@@ -5,6 +5,7 @@ Output layout under --output:
   <matcher>/<protocol>/pairs.json, summary.json        per-pair results / numbers + full protocol + versions
   results_<protocol>.json                              all matchers of the run, and the printed table
   plots/<protocol>_recall.png, _scatter.png, worst/    figures
+  results.html                                         one offline page: tables, recall curves, worst pairs
 """
 from __future__ import annotations
 
@@ -93,10 +94,11 @@ def _resolved_conf(matcher: Any, conf: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: list[BenchPair],
                  resolve_images: Callable[[list[BenchPair]], Mapping[str, Path]],
-                 extra: Mapping[str, Any] | None = None
+                 extra: Mapping[str, Any] | None = None, page_tables: Callable[..., Mapping[str, Any]] | None = None
                  ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """Match (cached), evaluate, write JSON and plots for every --matchers entry.
+    """Match (cached), evaluate, write JSON, plots and results.html for every --matchers entry.
 
+    `page_tables(rows, runs)` may add tables to results.html (title -> list of flat records).
     Returns (summary records, matcher -> per-pair records).
     """
     protocol = get_protocol(args.protocol, dataset, parse_overrides(args.protocol_conf))
@@ -163,6 +165,13 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
     if not args.no_plots and rows:
         write_plots(out / "plots", benchmark, protocol, runs, caches, pairs, image_paths, args.num_worst,
                     args.seed)
+    if rows:
+        from l2m_sfm.bench_html import write_two_view_page
+
+        page = write_two_view_page(out, benchmark, protocol_line(protocol, args.seed), rows, runs,
+                                   None if args.no_plots else out / "plots", protocol.name, args.num_worst,
+                                   page_tables(rows, runs) if page_tables else None)
+        print(f"results page: {page}")
     return rows, runs
 
 

@@ -35,11 +35,16 @@ def trial_errors(records: Records) -> np.ndarray:
     return np.array([t["error"] for r in records for t in r["trials"]], np.float64)
 
 
-def recall_curve(errors: np.ndarray, max_error: float, num: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """(thresholds, fraction of samples with error < threshold); failures count in the denominator."""
-    x = np.linspace(0.0, max_error, num)
+def recall_at(errors: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Fraction of samples with error < each threshold; failures (inf, nan) count in the denominator."""
     e = np.sort(np.nan_to_num(np.asarray(errors, np.float64), nan=np.inf))
-    return x, np.searchsorted(e, x, side="left") / max(len(e), 1)
+    return np.searchsorted(e, thresholds, side="left") / max(len(e), 1)
+
+
+def recall_curve(errors: np.ndarray, max_error: float, num: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds 0..max_error, recall at each); failures count in the denominator."""
+    x = np.linspace(0.0, max_error, num)
+    return x, recall_at(errors, x)
 
 
 def plot_recall_curves(runs: Mapping[str, Records], path: Path, max_error: float = 20.0, title: str = "",
@@ -56,9 +61,7 @@ def plot_recall_curves(runs: Mapping[str, Records], path: Path, max_error: float
         axes[0].plot(x, 100 * y, lw=1.8, color=f"C{i % 10}",
                      label=f"{label} ({' / '.join(f'{100 * a:.1f}' for a in auc)})")
         xl = np.geomspace(*log_range, 400)
-        e = np.sort(np.nan_to_num(errors, nan=np.inf))
-        axes[1].plot(xl, 100 * np.searchsorted(e, xl, side="left") / max(len(e), 1), lw=1.8, color=f"C{i % 10}",
-                     label=label)
+        axes[1].plot(xl, 100 * recall_at(errors, xl), lw=1.8, color=f"C{i % 10}", label=label)
     for t in (5, 10, 20):
         for ax in axes:
             ax.axvline(t, color="0.85", lw=0.8, zorder=0)
@@ -126,15 +129,20 @@ def draw_pair(image0: np.ndarray, image1: np.ndarray, kpts0: np.ndarray, kpts1: 
     return path
 
 
+def worst_pair_path(out_dir: Path, label: str, rank: int) -> Path:
+    """File of the rank-th worst pair picture of matcher `label` (rank from 1)."""
+    safe = "".join(c if c.isalnum() or c in "+-." else "_" for c in label)
+    return Path(out_dir) / f"{safe}_worst{rank}.png"
+
+
 def plot_worst_pairs(label: str, records: Records, load: Callable[[dict[str, Any]], tuple], out_dir: Path,
                      k: int = 3) -> list[Path]:
     """Match images of the k worst pairs of one matcher; `load(record)` gives (im0, im1, k0, k1, inliers)."""
     paths = []
-    safe = "".join(c if c.isalnum() or c in "+-." else "_" for c in label)
     for rank, r in enumerate(worst_pairs(records, k), 1):
         im0, im1, k0, k1, inliers = load(r)
         n_in = int(np.sum(inliers)) if inliers is not None else 0
         caption = (f"{label} #{rank}: {r['name0']} - {r['name1']}  error {r['error']:.2f} deg  "
                    f"{len(k0)} matches, {n_in} inliers")
-        paths.append(draw_pair(im0, im1, k0, k1, inliers, caption, Path(out_dir) / f"{safe}_worst{rank}.png"))
+        paths.append(draw_pair(im0, im1, k0, k1, inliers, caption, worst_pair_path(out_dir, label, rank)))
     return paths

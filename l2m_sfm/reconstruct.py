@@ -5,7 +5,7 @@
         [--camera-model SIMPLE_RADIAL] [--intrinsics fx,fy,cx,cy] [--device cpu|cuda] [--overwrite] [key=value ...]
 
 Outputs in OUT (default outputs/<name of DIR>): pairs.txt, features.h5, matches.h5, database.db,
-sfm/ (binary model) + sfm/text/ (text model), report.json, config.json, matches/*.jpg, colmap.log.*.
+sfm/ (binary model) + sfm/text/ (text model), report.json, report.html, config.json, matches/*.jpg, colmap.log.*.
 Resume: matching skips pairs already in matches.h5; the database is rebuilt from the HDF5 files unless a
 complete database.db is newer than them; mapping is skipped when sfm/ is newer than the database.
 --overwrite redoes everything; without it, an OUT whose config.json has other pairs, matcher (name, conf, or

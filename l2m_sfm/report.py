@@ -1,7 +1,14 @@
-"""What a reconstruction run leaves for people: report.json contents, match pictures, point colours."""
+"""What a reconstruction run leaves for people: report.json contents, match pictures, point colours, and
+OUT/report.html (l2m_sfm.report_html), which this module's command line rebuilds:
+
+    python -m l2m_sfm.report OUT [--gt GT_MODEL] [--max-points N]
+"""
 from __future__ import annotations
 
+import argparse
 import platform
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +102,42 @@ def write_report(report: dict[str, Any], output: Path) -> None:
     from l2m_sfm.evaluate import to_json
 
     write_conf(to_json(report), output / "report.json")
+    write_html_report(output)
+
+
+def write_html_report(output: Path, gt: Path | None = None, max_points: int | None = None) -> Path:
+    """OUT/report.html from what OUT holds; with `gt` the model is evaluated first (OUT/eval.json)."""
+    from l2m_sfm import report_html
+
+    t0 = time.perf_counter()
+    evaluation = None
+    if gt is not None:
+        from l2m_sfm import evaluate
+
+        import pycolmap
+
+        if not (output / "sfm" / "images.bin").is_file():
+            raise SystemExit(f"{output}/sfm holds no model to evaluate against {gt}")
+        evaluation = evaluate.to_json(evaluate.evaluate(pycolmap.Reconstruction(str(output / "sfm")),
+                                                        evaluate._load(gt, "--gt")))
+        write_conf(evaluation, output / "eval.json")
+    path = report_html.write_html(output, evaluation, max_points or report_html.DEFAULT_MAX_POINTS)
+    print(f"[report.html] {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 1e6:.1f} MB -> {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Rebuild OUT/report.html of a reconstruct output folder.")
+    parser.add_argument("output", type=Path, help="the reconstruct --output folder (holds report.json)")
+    parser.add_argument("--gt", type=Path, help="ground-truth COLMAP model: evaluate and add the per-image errors")
+    parser.add_argument("--max-points", type=int, help="point budget of the 3D view (default 150000)")
+    args = parser.parse_args(argv)
+    try:
+        write_html_report(args.output, args.gt, args.max_points)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

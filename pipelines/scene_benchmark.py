@@ -94,6 +94,8 @@ def run_sfm(args: argparse.Namespace, scenes: list[Path]) -> list[dict[str, Any]
 
     from l2m.config import parse_overrides
     from l2m_sfm import evaluate, reconstruct
+    from l2m_sfm import report as report_mod
+    from l2m_sfm.bench_html import write_sfm_page
 
     sfm_overrides = parse_overrides(args.sfm_conf)
     rows = []
@@ -112,6 +114,8 @@ def run_sfm(args: argparse.Namespace, scenes: list[Path]) -> list[dict[str, Any]
             row = {"scene": scene.name, "matcher": name, "matcher_conf": mconf, "sfm_conf": conf,
                    "seconds": round(time.time() - t0, 1), "error": error, **evaluate.to_json(result)}
             write_json(row, out / "eval.json")
+            if error is None:  # the scene's report.html gets the per-image errors
+                report_mod.write_html_report(out)
             rows.append(row)
     lines = [f"{'scene':<18} {'matcher':<20} {'reg':>7} {'AUC@5':>6} {'AUC@10':>6} {'AUC@20':>6} "
              f"{'med.centre err':>14} {'med.rot [deg]':>13} {'s':>6}"]
@@ -127,6 +131,7 @@ def run_sfm(args: argparse.Namespace, scenes: list[Path]) -> list[dict[str, Any]
     print(table)
     write_json({"mode": "sfm", "versions": package_versions(), "table": table.splitlines(), "results": rows},
                args.output / "results_sfm.json")
+    print(f"results page: {write_sfm_page(args.output, rows)}")
     return rows
 
 
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
         benchmark = "scenes_" + "+".join(sorted({s.parent.name for s in scenes}))
         rows, runs = run_two_view(args, "scenes", benchmark, pairs,
                                   lambda ps: resolve_images(ps, lambda n: scene_image(scene_dirs, n), "scene"),
-                                  extra={"scenes": {s.name: str(s) for s in scenes}})
+                                  extra={"scenes": {s.name: str(s) for s in scenes}},
+                                  page_tables=lambda rows, runs: {"Per scene": per_scene_table(rows, runs)[1]})
     except BenchmarkDataError as e:
         raise SystemExit(f"error: {e}")
     if rows:

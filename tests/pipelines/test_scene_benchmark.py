@@ -95,3 +95,7 @@ def test_sfm_mode_on_the_rendered_sample_scene(tmp_path):
     saved = json.loads((tmp_path / "out" / "results_sfm.json").read_text())
     assert saved["results"][0]["matcher"] == "sift" and "versions" in saved
     assert np.isfinite(r["median_center_error"])
+    page = (tmp_path / "out" / "results.html").read_text()
+    assert 'href="sfm/toy/sift/report.html"' in page
+    report = (tmp_path / "out" / "sfm" / "toy" / "sift" / "report.html").read_text()
+    assert report.split('id="evaluation-table">')[1].split("</table>")[0].count("<tr>") == 5  # header + 4 views
