@@ -414,6 +414,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matcher", help=f"matcher name (default {DEFAULT_MATCHER}); see l2m_sfm.matchers")
     parser.add_argument("--variant", help="L2M model variant (L2M matchers only)")
     parser.add_argument("--weights", type=Path, help="L2M checkpoint file (L2M matchers only)")
+    parser.add_argument("--coarse-weights", type=Path,
+                        help="coarse-encoder ViT file of l2m++ / l2m-vitb (default: found in $L2M_HOME/checkpoints)")
     parser.add_argument("--mapper", choices=("incremental", "global"))
     parser.add_argument("--camera-mode", choices=colmap.CAMERA_MODES)
     parser.add_argument("--camera-model", help="COLMAP camera model (default SIMPLE_RADIAL)")
@@ -437,6 +439,8 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
         matcher.setdefault("conf", {})["variant"] = args.variant
     if args.weights:
         matcher.setdefault("conf", {})["weights"] = str(args.weights)
+    if args.coarse_weights:
+        matcher.setdefault("conf", {})["coarse_weights"] = str(args.coarse_weights)
     if args.mapper:
         conf.setdefault("mapper", {})["type"] = args.mapper
     camera = conf.setdefault("camera", {})
