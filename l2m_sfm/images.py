@@ -192,8 +192,9 @@ def _pair_key(name: str) -> str:
 def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """Readable images under `root` (sorted relative POSIX names) and every other file with the reason it is skipped.
 
-    Hidden files and folders (starting with '.') are ignored. Names with spaces are skipped (hloc pair files
-    split on whitespace), and so is a name whose hloc pair key ('/' replaced by '-') equals an earlier one.
+    Hidden files and folders (starting with '.') are ignored. A name whose hloc pair key ('/' replaced by '-')
+    equals an earlier one is skipped. Names with spaces or non-ASCII characters are kept (pair files encode them,
+    see l2m_sfm.pairs.encode_name).
     """
     root = Path(root)
     if not root.is_dir():
@@ -213,9 +214,6 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
     keys: dict[str, str] = {}
     for name in sorted(files):
-        if any(c.isspace() for c in name):
-            skipped.append((name, "name contains whitespace (hloc pair files cannot hold it); rename the file"))
-            continue
         reason = check_image(root / name)
         if reason is not None:
             skipped.append((name, reason))

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
 from l2m_sfm import colmap
 from l2m_sfm import report as report_mod
+from l2m_sfm import run_folder
 
 # Best baseline on ../shared/data/strecha (see benchmarks/sfm_smoke.py and the README); replaced by the
 # shipped L2M variant once it is trained.
@@ -87,6 +88,7 @@ def resolve_conf(conf: dict[str, Any] | None, num_images: int) -> dict[str, Any]
         raise ConfigError(f"mapper {conf['mapper']['type']!r}: use incremental or global")
     if conf["camera"]["mode"] not in colmap.CAMERA_MODES:
         raise ConfigError(f"camera mode {conf['camera']['mode']!r}: use one of {', '.join(colmap.CAMERA_MODES)}")
+    colmap.parse_intrinsics(conf["camera"]["intrinsics"], conf["camera"]["model"])  # bad values: fail before matching
     return conf
 
 
@@ -166,7 +168,7 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
         match_stats = colmap.import_matches(tmp, ids, pairs, matches_path, conf["min_match_score"])
         bar.update()
         bar.set_postfix_str("geometric verification")
-        colmap.verify_matches(tmp, pairs_path, conf["verification"])
+        colmap.verify_matches(tmp, conf["verification"])
         stats = colmap.verified_pair_stats(tmp)
         bar.update()
     os.replace(tmp, database)
@@ -175,8 +177,7 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
 
 def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: bool = False) -> Path:
     """Reconstruct the images of `image_dir` into `output`; returns OUT/sfm. Raises ReconstructionError."""
-    from l2m_sfm import pairs as pairs_mod
-    from l2m_sfm.images import format_listing, list_images
+    from l2m_sfm.images import list_images
     from l2m_sfm.matchers import matcher_identity
 
     image_dir, output = Path(image_dir), Path(output)
@@ -192,14 +193,23 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     conf = resolve_conf(conf, len(names))
     # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
     conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
+    with run_folder.claimed(output):
+        return _main_claimed(conf, image_dir, output, names, skipped, timer, overwrite)
+
+
+def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: list[str],
+                  skipped: list[tuple[str, str]], timer: StageTimer, overwrite: bool) -> Path:
+    """`main` once the configuration is valid and this process holds the output folder."""
+    from l2m_sfm import pairs as pairs_mod
+    from l2m_sfm.images import format_listing
+
     if overwrite and output.exists():
         for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", NOPRIOR_DB, "sfm", "report.json",
                      "matches"):
             p = output / item
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    output.mkdir(parents=True, exist_ok=True)
     old_conf_path = output / "config.json"
-    if old_conf_path.exists() and not overwrite:
+    if old_conf_path.exists() and not overwrite and run_folder.has_results(output):
         changed = _same_run(json.loads(old_conf_path.read_text()), conf)
         if changed:
             raise ConfigError(f"{output} holds results made with a different {', '.join(changed)}; "
@@ -292,7 +302,7 @@ def _map_with_priors_fallback(conf: dict[str, Any], database: Path, pairs_path: 
     priors = colmap.focal_priors(database)
     noprior_db = output / NOPRIOR_DB
     noprior_db.unlink(missing_ok=True)
-    if not priors or not colmap.without_focal_priors(database, noprior_db, pairs_path, conf["verification"]):
+    if not priors or not colmap.without_focal_priors(database, noprior_db, conf["verification"]):
         return model, models
     print(f"[mapping] registered {registered}/{num_images} images; EXIF focal priors "
           f"({', '.join(f'{f:.0f}' for f in priors.values())} px) dropped, pairs verified again and mapped again")
@@ -320,7 +330,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     """
 
     choice = conf["camera"]["refine_principal_point"]
-    during = choice is True
+    fixed = bool(conf["camera"]["intrinsics"])  # known intrinsics are held fixed, never refined
+    during = choice is True and not fixed
     mapper, fallback = conf["mapper"]["type"], conf["mapper"]["fallback"]
     target = conf["mapper"]["fallback_below"] * num_images
     attempts = max(1, int(conf["mapper"]["attempts"]))
@@ -330,7 +341,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         if attempt:
             print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; attempt {attempt + 1} "
                   f"with random seed {options['random_seed']}")
-        model, attempt_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images)
+        model, attempt_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images,
+                                            fixed)
         models += [{**m, "attempt": attempt} for m in attempt_models]
         found += [model] if model is not None else []
         model = max(found, key=colmap.model_rank, default=None)
@@ -341,7 +353,7 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
         # mapper.options are keys of `type` pipeline options; the fallback keeps only the seed and threads
         other, other_models = _run_mapper(fallback, _mapper_options({**conf["mapper"], "options": {}}, 0), during,
-                                          database, image_dir, output, num_images)
+                                          database, image_dir, output, num_images, fixed)
         models += other_models
         # a fallback model with almost no points is degenerate (seen: 10 images held by 15 points)
         if (other is not None and other.num_reg_images() > registered
@@ -376,14 +388,18 @@ def _mapper_options(mapper_conf: dict[str, Any], attempt: int) -> dict[str, Any]
 
 
 def _run_mapper(mapper: str, user_options: dict[str, Any], refine_pp: bool, database: Path, image_dir: Path,
-                output: Path, num_images: int):
-    """One COLMAP mapping run (incremental or global); returns the largest model and all model sizes."""
+                output: Path, num_images: int, fixed_intrinsics: bool = False):
+    """One COLMAP mapping run (incremental or global); returns the largest model and all model sizes.
+
+    fixed_intrinsics: bundle adjustment refines no camera parameter (--intrinsics given)."""
     from tqdm import tqdm
 
+    refine = {"focal_length": not fixed_intrinsics, "principal_point": refine_pp and not fixed_intrinsics,
+              "extra_params": not fixed_intrinsics}
     if mapper == "incremental":
-        base = {"extract_colors": False, "ba_refine_principal_point": refine_pp}
+        base = {"extract_colors": False, **{f"ba_refine_{k}": v for k, v in refine.items()}}
     else:
-        base = {"mapper": {"bundle_adjustment": {"refine_principal_point": refine_pp}}}
+        base = {"mapper": {"bundle_adjustment": {f"refine_{k}": v for k, v in refine.items()}}}
     options = colmap.deep_update(base, user_options)
     with tqdm(total=num_images, desc=f"{mapper} mapping", unit="img") as bar:
         model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", mapper, options,
@@ -481,6 +497,18 @@ def cli(argv: list[str] | None = None) -> int:
     except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permissions changed mid-run, ...: the file and the reason, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; fix this and rerun the same command: finished work is reused",
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; use fewer or smaller images, or a smaller matcher (e.g. --matcher sift); "
+              "rerun the same command: finished work is reused", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume: finished work is reused", file=sys.stderr)
+        return 130
     return 0
 
 
