@@ -449,6 +449,8 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     matcher = conf.setdefault("matcher", {})
     if args.matcher:
         matcher["name"] = args.matcher
+    if args.variant or args.weights:
+        _check_l2m_flags(matcher.get("name") or DEFAULT_MATCHER, "--weights" if args.weights else "--variant")
     if args.variant:
         matcher.setdefault("conf", {})["variant"] = args.variant
     if args.weights:
@@ -464,6 +466,16 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.verbose:
         conf["verbose"] = True
     return conf
+
+
+def _check_l2m_flags(matcher: str, flag: str) -> None:
+    """--weights / --variant belong to L2M matchers; any other matcher would fail later on an unknown conf key."""
+    from l2m_sfm.matchers import MATCHERS, matcher_entry
+
+    if matcher_entry(matcher)[0] != "l2m_sfm.l2m_matcher":
+        l2m = ", ".join(n for n, e in MATCHERS.items() if e.startswith("l2m_sfm.l2m_matcher"))
+        raise ConfigError(f"{flag} is for L2M matchers ({l2m}); matcher {matcher} takes none: drop {flag} or "
+                          "pass --matcher l2m-tiny")
 
 
 def check_device(device: str) -> None:
