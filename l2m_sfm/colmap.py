@@ -153,14 +153,16 @@ def _exif_camera_key(path: Path) -> tuple:
 
 
 def parse_intrinsics(text: str | Iterable[float] | None, camera_model: str) -> tuple[str, list[float]] | None:
-    """'fx,fy,cx,cy' -> ('PINHOLE', [...]); a longer list is taken as params of `camera_model`."""
-    if text is None or text == "":
-        return None
+    """'fx,fy,cx,cy' -> ('PINHOLE', [...]); a longer list is taken as params of `camera_model`; None -> None.
+
+    Raises ConfigError for an unknown camera model (even without intrinsics) or values that do not fit it."""
     try:
         expected = len(pycolmap.Camera.create_from_model_name(1, camera_model, 1.0, 2, 2).params)
     except (ValueError, RuntimeError) as e:
         raise ConfigError(f"camera model {camera_model!r} is not a COLMAP camera model; use e.g. SIMPLE_RADIAL, "
                           "PINHOLE, OPENCV") from e
+    if text is None or text == "":
+        return None
     try:
         values = [float(v) for v in (text.replace(" ", ",").split(",") if isinstance(text, str) else text) if v != ""]
     except ValueError as e:

@@ -495,7 +495,10 @@ def check_device(device: str) -> None:
 
 def cli(argv: list[str] | None = None) -> int:
     from l2m.models.checkpoint import CheckpointMismatchError
+    from l2m_sfm.h5io import H5LookupError
+    from l2m_sfm.images import ImageReadError
     from l2m_sfm.matchers import matcher_entry
+    from l2m_sfm.pairs import PairFileError
 
     args = parse_args(argv)
     output = args.output or Path("outputs") / args.images.resolve().name
@@ -506,7 +509,8 @@ def cli(argv: list[str] | None = None) -> int:
         if conf["matcher"].get("name") is not None:
             matcher_entry(conf["matcher"]["name"])
         main(conf, args.images, output, overwrite=args.overwrite)
-    except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError) as e:
+    except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError, PairFileError,
+            H5LookupError, ImageReadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, permissions changed mid-run, ...: the file and the reason, no traceback
@@ -521,6 +525,12 @@ def cli(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume: finished work is reused", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a user never gets a traceback; L2M_DEBUG=1 shows it
+        if os.environ.get("L2M_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (a bug: please report it with {output}/report.json; "
+              "L2M_DEBUG=1 shows the traceback); rerun the same command to resume", file=sys.stderr)
+        return 1
     return 0
 
 
