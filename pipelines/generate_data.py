@@ -43,10 +43,10 @@ def main(conf: dict | None, images: Path, output: Path, disparity: Path | None =
         detail = f"; {len(skipped)} files skipped, e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise FileNotFoundError(f"{images} holds no readable photos{detail}; pass --images DIR with jpg/png/tif "
                                 "photos")
+    generator = PairGenerator(conf)  # a missing sky model etc. fails here, before anything is written
     output.mkdir(parents=True, exist_ok=True)
     write_conf(dict(conf, images=str(images), disparity=str(disparity) if disparity else None,
                     views_per_image=views_per_image, seed=seed), output / "conf.json")
-    generator = PairGenerator(conf)
     done: list[str] = []
     bar = tqdm(total=len(names) * views_per_image, desc="pairs", unit="pair", disable=not progress)
     for i, name in enumerate(names):

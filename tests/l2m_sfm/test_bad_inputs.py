@@ -283,4 +283,4 @@ def test_50_megapixel_photo_with_bounded_peak_memory(tmp_path):
     assert any((c.width, c.height) == (8660, 5776) for c in cam.values())
 
 
-PEAK_MB_50MP = 2500
+PEAK_MB_50MP = 1600  # measured 1124 MB (pycolmap 4.2.1, torch 2.14 CPU, SIFT resize_max 1024)

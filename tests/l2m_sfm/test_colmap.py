@@ -191,3 +191,19 @@ def test_verification_is_seeded(tracks, tmp_path):
     assert len(inliers[0]) == 28
     for a, b in zip(*inliers):
         np.testing.assert_array_equal(a, b)
+
+
+def test_colmap_stage_runs_alone_with_fixed_intrinsics(tracks, tmp_path, capsys):
+    """python -m l2m_sfm.colmap: HDF5 files in, model out; known intrinsics come out unchanged."""
+    out, names, *_ = tracks
+    args = ["--images", str(SAMPLE / "images"), "--pairs", str(out / "pairs.txt"), "--features",
+            str(out / "features.h5"), "--matches", str(out / "matches.h5"), "--output", str(tmp_path / "alone")]
+    assert colmap.cli(args + ["--intrinsics", "520,520,320,240"]) == 0
+    assert "Registered 8 images" in capsys.readouterr().out
+    model = pycolmap.Reconstruction(str(tmp_path / "alone" / "sfm"))
+    assert model.num_reg_images() == 8 and (tmp_path / "alone" / "sfm" / "text" / "images.txt").exists()
+    assert [list(c.params) for c in model.cameras.values()] == [[520.0, 520.0, 320.0, 240.0]]
+    assert colmap.cli(args[:6] + ["--matches", str(tmp_path / "none.h5"), "--output", str(tmp_path / "x")]) == 2
+    assert "none.h5 does not exist" in capsys.readouterr().err
+    assert colmap.cli(args + ["--intrinsics", "520,520"]) == 2
+    assert "--intrinsics has 2 numbers" in capsys.readouterr().err

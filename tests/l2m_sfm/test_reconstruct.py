@@ -388,3 +388,47 @@ def test_principal_point_refinement_is_undone_when_it_moves_too_far(exact_model)
         assert np.array_equal(model.points3D[pid].xyz, pt.xyz)
     # too few images per camera: nothing is touched at all
     assert colmap.refine_principal_points(model, min_images=9) is False
+
+
+def test_failure_advice_leaves_out_what_was_tried():
+    from l2m_sfm.report import failure_message
+
+    base = {"images": {"found": 6}, "database": {"verified_pairs": 0, "matched_pairs": 15,
+                                                 "keypoints_per_image": {"a": 900, "b": 1000}},
+            "models": [{"mapper": "incremental", "attempt": k, "focal_priors": True} for k in range(3)]}
+    tried = {**base, "pairs": {"method": "exhaustive"}, "config": {
+        "pairs": "exhaustive", "matcher": {"name": "disk+lightglue"},
+        "camera": {"mode": "single", "intrinsics": "500,500,320,240"}}}
+    text = failure_message(tried)
+    assert "Tried: exhaustive pairs; matcher disk+lightglue; incremental mapping (3 seeds)" in text
+    for done in ("--pairs exhaustive", "--camera-mode single", "--intrinsics", "e.g. disk+lightglue"):
+        assert done not in text
+    assert "check that the photos overlap" in text and "e.g. sift" in text and "--mapper global" in text
+    fresh = {**base, "database": {**base["database"], "verified_pairs": 2}, "pairs": {"method": "retrieval:20"},
+             "config": {"pairs": "retrieval:20", "matcher": {"name": "sift"}, "camera": {"mode": "auto"}}}
+    text = failure_message(fresh)
+    assert "--pairs exhaustive" in text and "--camera-mode single" in text and "--intrinsics" in text
+    assert "overlap" not in text
+
+
+def test_intrinsics_are_validated_before_matching_and_held_fixed(small_scene, tmp_path, capsys):
+    images, out = small_scene / "images", tmp_path / "out"
+    for bad, message in (("260,260,160", "--intrinsics has 3 numbers"), ("0,260,160,120", "must be positive"),
+                         ("a,b,c,d", "expected comma-separated numbers")):
+        assert reconstruct.cli(["--images", str(images), "--output", str(out), "--intrinsics", bad]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()  # refused before anything was written or matched
+    # a focal 4 % off the truth (260 px) stays exactly as given: held fixed, not refined
+    assert reconstruct.cli(["--images", str(images), "--output", str(out), "--intrinsics", "250,250,160,120",
+                            "--matcher", "sift", "matcher.conf.max_keypoints=2048"]) == 0
+    model = pycolmap.Reconstruction(str(out / "sfm"))
+    assert model.num_reg_images() == 7
+    assert [list(c.params) for c in model.cameras.values()] == [[250.0, 250.0, 160.0, 120.0]]
+
+
+def test_weights_flag_with_a_sparse_matcher_is_one_clear_line(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    assert reconstruct.cli(["--images", str(images), "--weights", "x.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "--weights is for L2M matchers" in err and "matcher sift takes none" in err
