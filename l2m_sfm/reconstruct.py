@@ -254,6 +254,7 @@ def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: li
                 report["database"] = previous["database"]
         report["database"]["rebuilt"] = fresh_db
         report["database_key"] = db_key
+        report_mod.write_report(report, output)  # interim: a run killed while mapping reuses the verified database
         sfm_dir = output / "sfm"
         with timer("mapping"):
             if not fresh_db and (sfm_dir / "images.bin").exists() and previous.get("mapping_key") == map_key:
