@@ -392,6 +392,15 @@ def model_rank(reconstruction: pycolmap.Reconstruction) -> tuple[int, int]:
     return reconstruction.num_reg_images(), reconstruction.num_points3D()
 
 
+def refine_options(mapper: str, fixed_intrinsics: bool, principal_point: bool) -> dict[str, Any]:
+    """Bundle-adjustment flags of an incremental or global mapping run: known intrinsics refine nothing."""
+    refine = {"focal_length": not fixed_intrinsics, "principal_point": principal_point and not fixed_intrinsics,
+              "extra_params": not fixed_intrinsics}
+    if mapper == "incremental":
+        return {f"ba_refine_{k}": v for k, v in refine.items()}
+    return {"mapper": {"bundle_adjustment": {f"refine_{k}": v for k, v in refine.items()}}}
+
+
 def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: str = "incremental",
                 options: Mapping[str, Any] | None = None,
                 progress: Any | None = None) -> tuple[pycolmap.Reconstruction | None, list[dict]]:
@@ -511,10 +520,7 @@ def main(image_dir: Path, pairs_path: Path, features_path: Path, matches_path: P
     import_features(database, ids, features_path)
     import_matches(database, ids, pairs, matches_path)
     verify_matches(database)
-    fixed = intrinsics is not None
-    refine = {"focal_length": not fixed, "extra_params": not fixed}
-    options = ({f"ba_refine_{k}": v for k, v in refine.items()} if mapper == "incremental"
-               else {"mapper": {"bundle_adjustment": {f"refine_{k}": v for k, v in refine.items()}}})
+    options = refine_options(mapper, fixed_intrinsics=intrinsics is not None, principal_point=False)
     model, _ = run_mapping(database, image_dir, output / "sfm.models", mapper, options)
     shutil.rmtree(output / "sfm.models", ignore_errors=True)
     if model is None or model.num_reg_images() < 2:

@@ -11,6 +11,8 @@ complete database.db is newer than them; mapping is skipped when sfm/ is newer t
 --overwrite redoes everything; without it, an OUT whose config.json has other pairs, matcher (name, conf, or
 identity: weight file hashes) or matching options is an error. A run that reconstructs nothing exits with
 status 2 and leaves its diagnostics (verified pairs, keypoints per image) in report.json.
+One run at a time holds OUT (l2m_sfm.run_folder: a lock; a run that fails before computing anything removes the
+OUT it created). Every error reaches the command line as one `error:` line, never a traceback.
 """
 from __future__ import annotations
 
@@ -395,12 +397,9 @@ def _run_mapper(mapper: str, user_options: dict[str, Any], refine_pp: bool, data
     fixed_intrinsics: bundle adjustment refines no camera parameter (--intrinsics given)."""
     from tqdm import tqdm
 
-    refine = {"focal_length": not fixed_intrinsics, "principal_point": refine_pp and not fixed_intrinsics,
-              "extra_params": not fixed_intrinsics}
+    base = colmap.refine_options(mapper, fixed_intrinsics, refine_pp)
     if mapper == "incremental":
-        base = {"extract_colors": False, **{f"ba_refine_{k}": v for k, v in refine.items()}}
-    else:
-        base = {"mapper": {"bundle_adjustment": {f"refine_{k}": v for k, v in refine.items()}}}
+        base["extract_colors"] = False
     options = colmap.deep_update(base, user_options)
     with tqdm(total=num_images, desc=f"{mapper} mapping", unit="img") as bar:
         model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", mapper, options,
