@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -193,8 +194,8 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """Readable images under `root` (sorted relative POSIX names) and every other file with the reason it is skipped.
 
     Hidden files and folders (starting with '.') are ignored. A name whose hloc pair key ('/' replaced by '-')
-    equals an earlier one is skipped. Names with spaces or non-ASCII characters are kept (pair files encode them,
-    see l2m_sfm.pairs.encode_name).
+    equals an earlier one is skipped, and so is a name with a line break or control character. Names with spaces
+    or non-ASCII characters are kept (pair files encode them, see l2m_sfm.pairs.encode_name).
     """
     root = Path(root)
     if not root.is_dir():
@@ -214,6 +215,10 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
     keys: dict[str, str] = {}
     for name in sorted(files):
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            skipped.append((name, "name contains a line break or control character (COLMAP's model and pair "
+                                  "files are line-based); rename the file"))
+            continue
         reason = check_image(root / name)
         if reason is not None:
             skipped.append((name, reason))

@@ -185,7 +185,7 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     image_dir, output = Path(image_dir), Path(output)
     timer = StageTimer()
     with timer("list images"):
-        names, skipped = list_images(image_dir)
+        names, skipped = _outside(output, image_dir, *list_images(image_dir))
     for name, reason in skipped:
         print(f"  skipped {name}: {reason}", file=sys.stderr)
     if len(names) < 2:
@@ -197,6 +197,16 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
     with run_folder.claimed(output):
         return _main_claimed(conf, image_dir, output, names, skipped, timer, overwrite)
+
+
+def _outside(output: Path, image_dir: Path, names: list[str], skipped: list[tuple[str, str]]
+             ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Drop the files of an output folder placed inside the image folder (its match pictures are not photos)."""
+    try:
+        inner = output.resolve().relative_to(image_dir.resolve()).as_posix() + "/"
+    except ValueError:
+        return names, skipped
+    return [n for n in names if not n.startswith(inner)], [(n, r) for n, r in skipped if not n.startswith(inner)]
 
 
 def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: list[str],
@@ -225,6 +235,10 @@ def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: li
         "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
     }
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
+    spaced = [n for n in names if any(c.isspace() for c in n)]
+    if spaced:  # COLMAP's text-model reader (and most others) cut names at the first space
+        print(f"  note: {len(spaced)} image names contain spaces (e.g. {spaced[0]!r}); the binary model OUT/sfm keeps "
+              "them whole, readers of the text model sfm/text may cut them at the space")
 
     with timer("pairs"):
         # regenerated every run (cheap; retrieval caches its descriptors) so added images get paired too

@@ -284,3 +284,25 @@ def test_50_megapixel_photo_with_bounded_peak_memory(tmp_path):
 
 
 PEAK_MB_50MP = 1600  # measured 1124 MB (pycolmap 4.2.1, torch 2.14 CPU, SIFT resize_max 1024)
+
+
+def test_output_folder_inside_the_image_folder_is_not_read_as_photos(tmp_path):
+    """--output photos/out: the second run must not take OUT/matches/*.jpg for photos of the scene."""
+    images = plain_views(tmp_path / "images", range(4))
+    for _ in range(2):
+        code, _, err = run_cli("--images", images, "--output", images / "out", *FAST)
+        assert code == 0, err[-3000:]
+    rep = json.loads((images / "out" / "report.json").read_text())
+    assert list((images / "out" / "matches").glob("*.jpg"))
+    assert rep["images"]["found"] == 4 and rep["images"]["skipped"] == []
+    assert rep["matching"]["pairs_computed"] == 0
+
+
+def test_a_line_break_in_a_name_is_skipped_with_the_reason(tmp_path):
+    images = plain_views(tmp_path / "images", range(3))
+    shutil.copy(images / "view_00.jpg", images / "two\nlines.jpg")
+    code, _, err = run_cli("--images", images, "--output", tmp_path / "out", *FAST)
+    assert code == 0, err[-3000:]
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["images"]["skipped"][0]["name"] == "two\nlines.jpg"
+    assert "line break" in rep["images"]["skipped"][0]["reason"] and rep["model"]["registered"] == 3
