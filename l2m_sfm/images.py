@@ -29,6 +29,10 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 
+# camera formats PIL cannot decode: say what they are instead of "not an image"
+_UNREAD_PHOTO_FORMATS = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".cr2": "RAW (Canon)", ".cr3": "RAW (Canon)",
+                         ".nef": "RAW (Nikon)", ".arw": "RAW (Sony)", ".raf": "RAW (Fujifilm)", ".orf": "RAW (Olympus)",
+                         ".rw2": "RAW (Panasonic)", ".dng": "RAW (DNG)"}
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not come back grey at the bottom
 
 
@@ -60,6 +64,9 @@ def _open(path: Path) -> Image.Image:
     try:
         img = Image.open(path)
     except UnidentifiedImageError as e:
+        hint = _UNREAD_PHOTO_FORMATS.get(path.suffix.lower())
+        if hint:
+            raise ImageReadError(path, f"{hint} photos are not read; convert them to JPEG or PNG") from e
         raise ImageReadError(path, "not an image: unknown file format") from e
     except Image.DecompressionBombError as e:
         raise ImageReadError(path, f"image too large ({e})") from e

@@ -39,6 +39,8 @@ def claimed(output: Path) -> Iterator[Path]:
     Raises ConfigError when the folder cannot be written and OutputBusyError when another run holds it.
     """
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output} is a file, not a folder; choose a folder")
     created = not output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)

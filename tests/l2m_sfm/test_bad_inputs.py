@@ -104,6 +104,7 @@ FILES: dict[str, tuple[Callable[[Path], None], str]] = {
     "empty.jpg": (lambda p: p.write_bytes(b""), "skipped: 0 bytes"),
     "notes.txt": (lambda p: p.write_text("not a photo"), "skipped: not an image"),
     "fake.jpg": (lambda p: p.write_text("<html>a web page saved as .jpg</html>"), "skipped: not an image"),
+    "IMG_0002.HEIC": (lambda p: p.write_bytes(b"\0\0\0\x18ftypheic" + bytes(64)), "skipped: HEIC photos are not read"),
 }
 
 
@@ -214,6 +215,14 @@ def test_read_only_output_folder(tmp_path, inside):
     code, _, err = run_cli("--images", images, "--output", out, *FAST)
     assert_one_error_line(code, err, "cannot write to the output folder", "choose a writable --output")
     assert not (ro / ".lock").exists() and not (ro / "out").exists()
+
+
+def test_output_that_is_a_file(tmp_path):
+    images = plain_views(tmp_path / "images", range(2))
+    (tmp_path / "out.txt").write_text("notes")
+    code, _, err = run_cli("--images", images, "--output", tmp_path / "out.txt", *FAST)
+    assert_one_error_line(code, err, "is a file, not a folder")
+    assert (tmp_path / "out.txt").read_text() == "notes"
 
 
 def test_failed_run_leaves_nothing_and_the_corrected_command_runs(tmp_path):
