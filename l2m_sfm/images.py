@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,10 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 
+# camera formats PIL cannot decode: say what they are instead of "not an image"
+_UNREAD_PHOTO_FORMATS = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".cr2": "RAW (Canon)", ".cr3": "RAW (Canon)",
+                         ".nef": "RAW (Nikon)", ".arw": "RAW (Sony)", ".raf": "RAW (Fujifilm)", ".orf": "RAW (Olympus)",
+                         ".rw2": "RAW (Panasonic)", ".dng": "RAW (DNG)"}
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not come back grey at the bottom
 
 
@@ -59,6 +64,9 @@ def _open(path: Path) -> Image.Image:
     try:
         img = Image.open(path)
     except UnidentifiedImageError as e:
+        hint = _UNREAD_PHOTO_FORMATS.get(path.suffix.lower())
+        if hint:
+            raise ImageReadError(path, f"{hint} photos are not read; convert them to JPEG or PNG") from e
         raise ImageReadError(path, "not an image: unknown file format") from e
     except Image.DecompressionBombError as e:
         raise ImageReadError(path, f"image too large ({e})") from e
@@ -192,8 +200,9 @@ def _pair_key(name: str) -> str:
 def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """Readable images under `root` (sorted relative POSIX names) and every other file with the reason it is skipped.
 
-    Hidden files and folders (starting with '.') are ignored. Names with spaces are skipped (hloc pair files
-    split on whitespace), and so is a name whose hloc pair key ('/' replaced by '-') equals an earlier one.
+    Hidden files and folders (starting with '.') are ignored. A name whose hloc pair key ('/' replaced by '-')
+    equals an earlier one is skipped, and so is a name with a line break or control character. Names with spaces
+    or non-ASCII characters are kept (pair files encode them, see l2m_sfm.pairs.encode_name).
     """
     root = Path(root)
     if not root.is_dir():
@@ -213,8 +222,9 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
     keys: dict[str, str] = {}
     for name in sorted(files):
-        if any(c.isspace() for c in name):
-            skipped.append((name, "name contains whitespace (hloc pair files cannot hold it); rename the file"))
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            skipped.append((name, "name contains a line break or control character (COLMAP's model and pair "
+                                  "files are line-based); rename the file"))
             continue
         reason = check_image(root / name)
         if reason is not None:

@@ -11,6 +11,8 @@ complete database.db is newer than them; mapping is skipped when sfm/ is newer t
 --overwrite redoes everything; without it, an OUT whose config.json has other pairs, matcher (name, conf, or
 identity: weight file hashes) or matching options is an error. A run that reconstructs nothing exits with
 status 2 and leaves its diagnostics (verified pairs, keypoints per image) in report.json.
+One run at a time holds OUT (l2m_sfm.run_folder: a lock; a run that fails before computing anything removes the
+OUT it created). Every error reaches the command line as one `error:` line, never a traceback.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Any, Iterator
 from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
 from l2m_sfm import colmap
 from l2m_sfm import report as report_mod
+from l2m_sfm import run_folder
 
 # Best baseline on ../shared/data/strecha (see benchmarks/sfm_smoke.py and the README); replaced by the
 # shipped L2M variant once it is trained.
@@ -87,6 +90,7 @@ def resolve_conf(conf: dict[str, Any] | None, num_images: int) -> dict[str, Any]
         raise ConfigError(f"mapper {conf['mapper']['type']!r}: use incremental or global")
     if conf["camera"]["mode"] not in colmap.CAMERA_MODES:
         raise ConfigError(f"camera mode {conf['camera']['mode']!r}: use one of {', '.join(colmap.CAMERA_MODES)}")
+    colmap.parse_intrinsics(conf["camera"]["intrinsics"], conf["camera"]["model"])  # bad values: fail before matching
     return conf
 
 
@@ -166,7 +170,7 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
         match_stats = colmap.import_matches(tmp, ids, pairs, matches_path, conf["min_match_score"])
         bar.update()
         bar.set_postfix_str("geometric verification")
-        colmap.verify_matches(tmp, pairs_path, conf["verification"])
+        colmap.verify_matches(tmp, conf["verification"])
         stats = colmap.verified_pair_stats(tmp)
         bar.update()
     os.replace(tmp, database)
@@ -175,14 +179,13 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
 
 def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: bool = False) -> Path:
     """Reconstruct the images of `image_dir` into `output`; returns OUT/sfm. Raises ReconstructionError."""
-    from l2m_sfm import pairs as pairs_mod
-    from l2m_sfm.images import format_listing, list_images
+    from l2m_sfm.images import list_images
     from l2m_sfm.matchers import matcher_identity
 
     image_dir, output = Path(image_dir), Path(output)
     timer = StageTimer()
     with timer("list images"):
-        names, skipped = list_images(image_dir)
+        names, skipped = _outside(output, image_dir, *list_images(image_dir))
     for name, reason in skipped:
         print(f"  skipped {name}: {reason}", file=sys.stderr)
     if len(names) < 2:
@@ -192,14 +195,33 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
     conf = resolve_conf(conf, len(names))
     # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
     conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
+    with run_folder.claimed(output):
+        return _main_claimed(conf, image_dir, output, names, skipped, timer, overwrite)
+
+
+def _outside(output: Path, image_dir: Path, names: list[str], skipped: list[tuple[str, str]]
+             ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Drop the files of an output folder placed inside the image folder (its match pictures are not photos)."""
+    try:
+        inner = output.resolve().relative_to(image_dir.resolve()).as_posix() + "/"
+    except ValueError:
+        return names, skipped
+    return [n for n in names if not n.startswith(inner)], [(n, r) for n, r in skipped if not n.startswith(inner)]
+
+
+def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: list[str],
+                  skipped: list[tuple[str, str]], timer: StageTimer, overwrite: bool) -> Path:
+    """`main` once the configuration is valid and this process holds the output folder."""
+    from l2m_sfm import pairs as pairs_mod
+    from l2m_sfm.images import format_listing
+
     if overwrite and output.exists():
         for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", NOPRIOR_DB, "sfm", "report.json",
                      "matches"):
             p = output / item
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    output.mkdir(parents=True, exist_ok=True)
     old_conf_path = output / "config.json"
-    if old_conf_path.exists() and not overwrite:
+    if old_conf_path.exists() and not overwrite and run_folder.has_results(output):
         changed = _same_run(json.loads(old_conf_path.read_text()), conf)
         if changed:
             raise ConfigError(f"{output} holds results made with a different {', '.join(changed)}; "
@@ -213,6 +235,10 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
         "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
     }
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
+    spaced = [n for n in names if any(c.isspace() for c in n)]
+    if spaced:  # COLMAP's text-model reader (and most others) cut names at the first space
+        print(f"  note: {len(spaced)} image names contain spaces (e.g. {spaced[0]!r}); the binary model OUT/sfm keeps "
+              "them whole, readers of the text model sfm/text may cut them at the space")
 
     with timer("pairs"):
         # regenerated every run (cheap; retrieval caches its descriptors) so added images get paired too
@@ -244,6 +270,7 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
                 report["database"] = previous["database"]
         report["database"]["rebuilt"] = fresh_db
         report["database_key"] = db_key
+        report_mod.write_report(report, output)  # interim: a run killed while mapping reuses the verified database
         sfm_dir = output / "sfm"
         with timer("mapping"):
             if not fresh_db and (sfm_dir / "images.bin").exists() and previous.get("mapping_key") == map_key:
@@ -292,7 +319,7 @@ def _map_with_priors_fallback(conf: dict[str, Any], database: Path, pairs_path: 
     priors = colmap.focal_priors(database)
     noprior_db = output / NOPRIOR_DB
     noprior_db.unlink(missing_ok=True)
-    if not priors or not colmap.without_focal_priors(database, noprior_db, pairs_path, conf["verification"]):
+    if not priors or not colmap.without_focal_priors(database, noprior_db, conf["verification"]):
         return model, models
     print(f"[mapping] registered {registered}/{num_images} images; EXIF focal priors "
           f"({', '.join(f'{f:.0f}' for f in priors.values())} px) dropped, pairs verified again and mapped again")
@@ -320,7 +347,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     """
 
     choice = conf["camera"]["refine_principal_point"]
-    during = choice is True
+    fixed = bool(conf["camera"]["intrinsics"])  # known intrinsics are held fixed, never refined
+    during = choice is True and not fixed
     mapper, fallback = conf["mapper"]["type"], conf["mapper"]["fallback"]
     target = conf["mapper"]["fallback_below"] * num_images
     attempts = max(1, int(conf["mapper"]["attempts"]))
@@ -330,7 +358,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         if attempt:
             print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; attempt {attempt + 1} "
                   f"with random seed {options['random_seed']}")
-        model, attempt_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images)
+        model, attempt_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images,
+                                            fixed)
         models += [{**m, "attempt": attempt} for m in attempt_models]
         found += [model] if model is not None else []
         model = max(found, key=colmap.model_rank, default=None)
@@ -341,7 +370,7 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
         # mapper.options are keys of `type` pipeline options; the fallback keeps only the seed and threads
         other, other_models = _run_mapper(fallback, _mapper_options({**conf["mapper"], "options": {}}, 0), during,
-                                          database, image_dir, output, num_images)
+                                          database, image_dir, output, num_images, fixed)
         models += other_models
         # a fallback model with almost no points is degenerate (seen: 10 images held by 15 points)
         if (other is not None and other.num_reg_images() > registered
@@ -376,14 +405,15 @@ def _mapper_options(mapper_conf: dict[str, Any], attempt: int) -> dict[str, Any]
 
 
 def _run_mapper(mapper: str, user_options: dict[str, Any], refine_pp: bool, database: Path, image_dir: Path,
-                output: Path, num_images: int):
-    """One COLMAP mapping run (incremental or global); returns the largest model and all model sizes."""
+                output: Path, num_images: int, fixed_intrinsics: bool = False):
+    """One COLMAP mapping run (incremental or global); returns the largest model and all model sizes.
+
+    fixed_intrinsics: bundle adjustment refines no camera parameter (--intrinsics given)."""
     from tqdm import tqdm
 
+    base = colmap.refine_options(mapper, fixed_intrinsics, refine_pp)
     if mapper == "incremental":
-        base = {"extract_colors": False, "ba_refine_principal_point": refine_pp}
-    else:
-        base = {"mapper": {"bundle_adjustment": {"refine_principal_point": refine_pp}}}
+        base["extract_colors"] = False
     options = colmap.deep_update(base, user_options)
     with tqdm(total=num_images, desc=f"{mapper} mapping", unit="img") as bar:
         model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", mapper, options,
@@ -435,6 +465,8 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     matcher = conf.setdefault("matcher", {})
     if args.matcher:
         matcher["name"] = args.matcher
+    if args.variant or args.weights:
+        _check_l2m_flags(matcher.get("name") or DEFAULT_MATCHER, "--weights" if args.weights else "--variant")
     if args.variant:
         matcher.setdefault("conf", {})["variant"] = args.variant
     if args.weights:
@@ -454,6 +486,16 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return conf
 
 
+def _check_l2m_flags(matcher: str, flag: str) -> None:
+    """--weights / --variant belong to L2M matchers; any other matcher would fail later on an unknown conf key."""
+    from l2m_sfm.matchers import MATCHERS, matcher_entry
+
+    if matcher_entry(matcher)[0] != "l2m_sfm.l2m_matcher":
+        l2m = ", ".join(n for n, e in MATCHERS.items() if e.startswith("l2m_sfm.l2m_matcher"))
+        raise ConfigError(f"{flag} is for L2M matchers ({l2m}); matcher {matcher} takes none: drop {flag} or "
+                          "pass --matcher l2m-tiny")
+
+
 def check_device(device: str) -> None:
     """Raise ConfigError unless `device` names a torch device that exists here ('cpu', 'cuda', 'cuda:N')."""
     import torch
@@ -471,7 +513,10 @@ def check_device(device: str) -> None:
 
 def cli(argv: list[str] | None = None) -> int:
     from l2m.models.checkpoint import CheckpointMismatchError
+    from l2m_sfm.h5io import H5LookupError
+    from l2m_sfm.images import ImageReadError
     from l2m_sfm.matchers import matcher_entry
+    from l2m_sfm.pairs import PairFileError
 
     args = parse_args(argv)
     output = args.output or Path("outputs") / args.images.resolve().name
@@ -482,9 +527,28 @@ def cli(argv: list[str] | None = None) -> int:
         if conf["matcher"].get("name") is not None:
             matcher_entry(conf["matcher"]["name"])
         main(conf, args.images, output, overwrite=args.overwrite)
-    except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError) as e:
+    except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError, PairFileError,
+            H5LookupError, ImageReadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permissions changed mid-run, ...: the file and the reason, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; fix this and rerun the same command: finished work is reused",
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; use fewer or smaller images, or a smaller matcher (e.g. --matcher sift); "
+              "rerun the same command: finished work is reused", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume: finished work is reused", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a user never gets a traceback; L2M_DEBUG=1 shows it
+        if os.environ.get("L2M_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (a bug: please report it with {output}/report.json; "
+              "L2M_DEBUG=1 shows the traceback); rerun the same command to resume", file=sys.stderr)
+        return 1
     return 0
 
 

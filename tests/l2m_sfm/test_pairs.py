@@ -91,3 +91,15 @@ def test_vlad_retrieval_pairs_similar_images(tmp_path):
     seq = pairs.main({"method": "sequential", "window": 1, "loop_closure_k": 1, "retrieval": {"num_clusters": 8}},
                      names, tmp_path / "p.txt", image_dir=img)  # same stem: reuses the descriptor cache
     assert len(pairs.parse_pairs(seq)) >= 5
+
+
+@pytest.mark.parametrize("name", ["IMG 0001.jpg", "Été ü/写真 2.jpg", "100%.jpg", "a%20b.jpg", "tab\there.png",
+                                  "nbsp\u00a0x.jpg", "plain/view_00.jpg"])
+def test_names_with_whitespace_round_trip_through_pair_files(tmp_path, name):
+    from l2m_sfm.pairs import decode_name, encode_name
+
+    token = encode_name(name)
+    assert decode_name(token) == name and token.split() == [token]
+    assert (token == name) == (not any(c.isspace() or c == "%" for c in name))  # other names stay as they are
+    pairs.write_pairs([(name, "other.jpg")], tmp_path / "pairs.txt")
+    assert pairs.parse_pairs(tmp_path / "pairs.txt", [name, "other.jpg"]) == [(name, "other.jpg")]
