@@ -465,8 +465,10 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     matcher = conf.setdefault("matcher", {})
     if args.matcher:
         matcher["name"] = args.matcher
-    if args.variant or args.weights:
-        _check_l2m_flags(matcher.get("name") or DEFAULT_MATCHER, "--weights" if args.weights else "--variant")
+    given = [f for f, v in (("--weights", args.weights), ("--coarse-weights", args.coarse_weights),
+                            ("--variant", args.variant)) if v]
+    if given:
+        _check_l2m_flags(matcher.get("name") or DEFAULT_MATCHER, given[0])
     if args.variant:
         matcher.setdefault("conf", {})["variant"] = args.variant
     if args.weights:
@@ -487,7 +489,7 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_l2m_flags(matcher: str, flag: str) -> None:
-    """--weights / --variant belong to L2M matchers; any other matcher would fail later on an unknown conf key."""
+    """--weights / --coarse-weights / --variant belong to L2M matchers; any other matcher would fail later on an unknown conf key."""
     from l2m_sfm.matchers import MATCHERS, matcher_entry
 
     if matcher_entry(matcher)[0] != "l2m_sfm.l2m_matcher":
