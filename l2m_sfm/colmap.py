@@ -3,7 +3,7 @@
 Conventions: keypoints in the HDF5 files use the hloc convention (centre of the top-left pixel at (0, 0));
 COLMAP wants the top-left image corner at (0, 0), so `import_features` adds exactly +0.5. Cameras are
 written by us (not `pycolmap.import_images`) because COLMAP reads raw pixels and ignores the EXIF
-orientation: image sizes come from `l2m_sfm.images.image_size` (EXIF applied), like the matchers' pixels.
+orientation: image sizes come from `l2m.images.image_size` (EXIF applied), like the matchers' pixels.
 Every two-view geometry we write carries a config (COLMAP 4 silently skips UNDEFINED ones).
 Option dicts are validated against pycolmap's `todict()` so a typo is a clear error, not a TypeError.
 
@@ -506,7 +506,7 @@ def main(image_dir: Path, pairs_path: Path, features_path: Path, matches_path: P
 
     Known `intrinsics` are held fixed by bundle adjustment."""
     from l2m_sfm.h5io import require_names
-    from l2m_sfm.images import image_size
+    from l2m.images import image_size
     from l2m_sfm.pairs import parse_pairs
 
     pairs = parse_pairs(pairs_path)
@@ -533,7 +533,7 @@ def cli(argv: list[str] | None = None) -> int:
     import sys
 
     from l2m_sfm.h5io import H5LookupError
-    from l2m_sfm.images import ImageReadError
+    from l2m.images import ImageReadError
     from l2m_sfm.pairs import PairFileError
 
     parser = argparse.ArgumentParser(description="COLMAP database, geometric verification and mapping from the "

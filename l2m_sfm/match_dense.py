@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from l2m.config import ConfigError, merge_conf, parse_overrides
 from l2m_sfm import h5io
-from l2m_sfm.images import image_size, read_image
+from l2m.images import image_size, read_image
 from l2m_sfm.pairs import parse_pairs
 
 confs: dict[str, dict[str, Any]] = {
@@ -369,7 +369,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("overrides", nargs="*", help="quantisation conf as key=value (cell_size=4 ...)")
     args = parser.parse_args(argv)
-    from l2m_sfm.images import list_images
+    from l2m.images import list_images
     from l2m_sfm.matchers import get_matcher
 
     names, _ = list_images(args.images)

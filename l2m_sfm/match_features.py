@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from l2m.config import ConfigError, merge_conf, parse_overrides
 from l2m_sfm import h5io
-from l2m_sfm.images import read_image
+from l2m.images import read_image
 from l2m_sfm.pairs import parse_pairs
 
 default_conf: dict[str, Any] = {
@@ -120,7 +120,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("overrides", nargs="*", help="matcher conf as key=value")
     args = parser.parse_args(argv)
-    from l2m_sfm.images import format_listing, list_images
+    from l2m.images import list_images
+    from l2m_sfm.images import format_listing
 
     names, skipped = list_images(args.images)
     if skipped:

@@ -192,7 +192,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:K | file:PATH")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    from l2m_sfm.images import format_listing, list_images
+    from l2m.images import list_images
+    from l2m_sfm.images import format_listing
 
     names, skipped = list_images(args.images)
     if skipped:

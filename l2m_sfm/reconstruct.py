@@ -152,7 +152,7 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
                    pairs_path: Path, features_path: Path, matches_path: Path, database: Path
                    ) -> dict[str, Any]:
     """Fresh database from the HDF5 files (written to a temp name, renamed when verified)."""
-    from l2m_sfm.images import image_size
+    from l2m.images import image_size
 
     from tqdm import tqdm
 
@@ -179,7 +179,7 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
 
 def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: bool = False) -> Path:
     """Reconstruct the images of `image_dir` into `output`; returns OUT/sfm. Raises ReconstructionError."""
-    from l2m_sfm.images import list_images
+    from l2m.images import list_images
     from l2m_sfm.matchers import matcher_identity
 
     image_dir, output = Path(image_dir), Path(output)
@@ -516,7 +516,7 @@ def check_device(device: str) -> None:
 def cli(argv: list[str] | None = None) -> int:
     from l2m.models.checkpoint import CheckpointMismatchError
     from l2m_sfm.h5io import H5LookupError
-    from l2m_sfm.images import ImageReadError
+    from l2m.images import ImageReadError
     from l2m_sfm.matchers import matcher_entry
     from l2m_sfm.pairs import PairFileError
 

@@ -32,7 +32,7 @@ def package_versions() -> dict[str, str]:
 
 def color_points(reconstruction: Any, image_dir: Path) -> None:
     """Colour 3D points from the images as l2m_sfm reads them (EXIF orientation applied, unlike COLMAP)."""
-    from l2m_sfm.images import ImageReadError, read_image
+    from l2m.images import ImageReadError, read_image
 
     sums: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}
@@ -60,7 +60,7 @@ def draw_match_pictures(image_dir: Path, pairs: list[tuple[str, str]], features_
 
     from l2m.viz import draw_matches
     from l2m_sfm.h5io import H5LookupError, read_keypoints, read_matches
-    from l2m_sfm.images import ImageReadError, read_image
+    from l2m.images import ImageReadError, read_image
 
     if count <= 0:
         return []

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from l2m.config import merge_conf, parse_overrides, write_conf
 from l2m.data.engine import PairGenerator, default_conf
 from l2m.data.synthetic import find_disparity, load_disparity, sample_name, write_sample
-from l2m_sfm.images import ImageReadError, list_images, read_image
+from l2m.images import ImageReadError, list_images, read_image
 
 
 def _write_text(path: Path, text: str) -> None:

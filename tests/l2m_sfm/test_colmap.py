@@ -79,7 +79,7 @@ def test_exif_rotated_image_gets_rotated_camera(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees on display
     img.save(tmp_path / "rot.jpg", exif=exif)
     img.save(tmp_path / "plain.jpg")
-    from l2m_sfm.images import image_size
+    from l2m.images import image_size
 
     names = ["plain.jpg", "rot.jpg"]
     sizes = {n: image_size(tmp_path / n) for n in names}

@@ -114,7 +114,7 @@ def _fountain_pose_errors(matcher_name: str, pairs: list[tuple[str, str]]) -> li
     import pycolmap
 
     from l2m.geometry import relative_pose, relative_pose_error
-    from l2m_sfm.images import read_image
+    from l2m.images import read_image
     from tests.l2m_sfm.test_baselines import DATA
 
     scene = DATA / "strecha" / "fountain-P11"
@@ -141,7 +141,7 @@ def _fountain_pose_errors(matcher_name: str, pairs: list[tuple[str, str]]) -> li
 @pytest.mark.data
 def test_l2m_tiny_fast_on_a_real_pair():
     """Measured: pose error 0.26 deg, AUC@5 0.95 (the same pair with SIFT: see test_baselines)."""
-    from l2m_sfm.metrics import pose_auc
+    from l2m.evaluation.metrics import pose_auc
 
     errors = _fountain_pose_errors("l2m-tiny-fast", [("0000.jpg", "0001.jpg")])
     assert pose_auc(errors, (5,))[0] > 0.8, errors
@@ -152,7 +152,7 @@ def test_l2m_tiny_fast_on_a_real_pair():
 def test_l2m_tiny_auc_on_real_pairs():
     """Four fountain-P11 pairs, full l2m-tiny. Measured: errors 0.40, 0.14, 0.08, 0.40 deg, AUC@5/10/20 =
     0.96/0.98/0.99."""
-    from l2m_sfm.metrics import pose_auc
+    from l2m.evaluation.metrics import pose_auc
 
     errors = _fountain_pose_errors("l2m-tiny", [("0000.jpg", "0001.jpg"), ("0003.jpg", "0004.jpg"),
                                                 ("0006.jpg", "0007.jpg"), ("0009.jpg", "0010.jpg")])

@@ -10,7 +10,7 @@ from PIL import Image
 
 from l2m_sfm import reconstruct, sample_scene
 from l2m_sfm.evaluate import evaluate
-from l2m_sfm.images import read_image
+from l2m.images import read_image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "toybox"
 SMALL = {"num_views": 7, "width": 320, "height": 240, "focal": 260.0, "supersample": 2}
