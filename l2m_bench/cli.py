@@ -179,7 +179,7 @@ def write_plots(plot_dir: Path, benchmark: str, protocol: Protocol, runs: Mappin
                 caches: Mapping[str, PredictionCache], pairs: list[BenchPair],
                 image_paths: Mapping[str, Path] | None, num_worst: int, seed: int = 0) -> list[Path]:
     """Recall curves + error scatter of all matchers, and worst-pair match images (if images are at hand)."""
-    from l2m_sfm import bench_plots
+    from l2m_bench import plots as bench_plots
 
     title = f"{benchmark} | {protocol.name}: {protocol.estimator} {protocol.threshold} px ({protocol.threshold_frame})"
     paths = [bench_plots.plot_recall_curves(runs, plot_dir / f"{protocol.name}_recall.png", title=title),

@@ -61,7 +61,7 @@ def write_two_view_page(out_dir: Path, benchmark: str, protocol_text: str, rows:
                         runs: Mapping[str, Records], plot_dir: Path | None = None, protocol_name: str = "",
                         num_worst: int = 3, tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> Path:
     """OUT/results.html of a two-view benchmark: summary table, recall curves, worst pairs, any extra `tables`
-    (title -> records), and the pictures `bench_cli.write_plots` left in `plot_dir` (scatter, worst pairs)."""
+    (title -> records), and the pictures `l2m_bench.cli.write_plots` left in `plot_dir` (scatter, worst pairs)."""
     parts = [f'<p class="note">{esc(protocol_text)}</p>',
              table(["matcher", "AUC@5", "AUC@10", "AUC@20", "mAA", "failures", "median matches", "median inliers",
                     "s/pair"], _summary_rows(rows), "results", digits=1),

@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -211,97 +212,176 @@ def _outside(output: Path, image_dir: Path, names: list[str], skipped: list[tupl
 
 def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: list[str],
                   skipped: list[tuple[str, str]], timer: StageTimer, overwrite: bool) -> Path:
-    """`main` once the configuration is valid and this process holds the output folder."""
-    from l2m_sfm import pairs as pairs_mod
-    from l2m_sfm.images import format_listing
+    """`main` once the configuration is valid and this process holds the output folder: the list of stages.
 
-    if overwrite and output.exists():
+    Each stage decides alone whether its output is already there (the hloc habit): pairs are regenerated and
+    compared, matching resumes per image and pair, the database and the model are reused when their inputs and
+    settings are unchanged (keys recorded in report.json)."""
+    paths = RunPaths(output)
+    prepare_output(conf, paths, overwrite)
+    report = start_report(conf, image_dir, names, skipped, timer)
+    with timer("pairs"):
+        pairs, pairs_unchanged = pairs_stage(conf, image_dir, names, paths)
+    report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "unchanged": pairs_unchanged}
+    with timer("matching"):
+        report["matching"] = run_matching(conf, image_dir, names, paths.pairs, paths.features, paths.matches,
+                                          overwrite)
+    previous = _read_json(paths.report)
+    inputs_unchanged = pairs_unchanged and _nothing_matched(report["matching"])
+    with colmap.colmap_logging(output / "colmap.log.", conf["verbose"]):
+        with timer("database + verification"):
+            report.update(database_stage(conf, image_dir, names, pairs, paths, previous, inputs_unchanged))
+        report_mod.write_report(report, output)  # interim: a run killed while mapping reuses the verified database
+        with timer("mapping"):
+            model, mapping = mapping_stage(conf, image_dir, len(names), paths, previous,
+                                           reuse=not report["database"]["rebuilt"])
+        report.update(mapping)
+    if model is None or model.num_reg_images() < 2:
+        fail(report, paths)
+    with timer("write model"):
+        report.update(model_stage(conf, image_dir, names, pairs, paths, model,
+                                  written=report.get("mapping_reused", False)))
+    report_mod.write_report(report, output)
+    m = report["model"]
+    print(f"Registered {m['registered']}/{len(names)} images, {m['points3D']} points, mean track length "
+          f"{m['mean_track_length']:.2f}, mean reprojection error {m['mean_reprojection_error_px']:.3f} px -> "
+          f"{paths.sfm}")
+    return paths.sfm
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of an output folder."""
+
+    root: Path
+
+    @property
+    def pairs(self) -> Path:
+        return self.root / "pairs.txt"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features.h5"
+
+    @property
+    def matches(self) -> Path:
+        return self.root / "matches.h5"
+
+    @property
+    def database(self) -> Path:  # only exists once complete (written as database.db.tmp, renamed when verified)
+        return self.root / "database.db"
+
+    @property
+    def sfm(self) -> Path:
+        return self.root / "sfm"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+
+def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool) -> None:
+    """--overwrite clears earlier results; otherwise results of a different pairs/matcher/matching are refused.
+    Then the resolved configuration is written."""
+    if overwrite and paths.root.exists():
         for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", NOPRIOR_DB, "sfm", "report.json",
                      "matches"):
-            p = output / item
+            p = paths.root / item
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    old_conf_path = output / "config.json"
-    if old_conf_path.exists() and not overwrite and run_folder.has_results(output):
+    old_conf_path = paths.root / "config.json"
+    if old_conf_path.exists() and not overwrite and run_folder.has_results(paths.root):
         changed = _same_run(json.loads(old_conf_path.read_text()), conf)
         if changed:
-            raise ConfigError(f"{output} holds results made with a different {', '.join(changed)}; "
+            raise ConfigError(f"{paths.root} holds results made with a different {', '.join(changed)}; "
                               "use --overwrite to redo them or choose another --output")
     write_conf(conf, old_conf_path)
-    pairs_path, features_path = output / "pairs.txt", output / "features.h5"
-    matches_path, database = output / "matches.h5", output / "database.db"
-    report: dict[str, Any] = {
-        "images": {"root": str(image_dir), "found": len(names), "skipped": [
-            {"name": n, "reason": r} for n, r in skipped]},
-        "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
-    }
+
+
+def start_report(conf: dict[str, Any], image_dir: Path, names: list[str], skipped: list[tuple[str, str]],
+                 timer: StageTimer) -> dict[str, Any]:
+    """The report's first entries (images, config, versions, the live stage timings); prints the listing line."""
+    from l2m_sfm.images import format_listing
+
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
     spaced = [n for n in names if any(c.isspace() for c in n)]
     if spaced:  # COLMAP's text-model reader (and most others) cut names at the first space
         print(f"  note: {len(spaced)} image names contain spaces (e.g. {spaced[0]!r}); the binary model OUT/sfm keeps "
               "them whole, readers of the text model sfm/text may cut them at the space")
+    return {
+        "images": {"root": str(image_dir), "found": len(names), "skipped": [
+            {"name": n, "reason": r} for n, r in skipped]},
+        "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
+    }
 
-    with timer("pairs"):
-        # regenerated every run (cheap; retrieval caches its descriptors) so added images get paired too
-        before = pairs_path.read_text() if pairs_path.exists() else None
-        pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
-        pairs = pairs_mod.parse_pairs(pairs_path, names)
-        reuse = before == pairs_path.read_text()
-    report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "unchanged": reuse}
 
-    with timer("matching"):
-        report["matching"] = run_matching(conf, image_dir, names, pairs_path, features_path, matches_path,
-                                          overwrite)
-    previous = _read_json(output / "report.json")
-    stats = report["matching"]
-    nothing_new = reuse and stats.get("pairs_computed", 1) == 0 and stats.get("images_extracted", 0) == 0 \
+def pairs_stage(conf: dict[str, Any], image_dir: Path, names: list[str], paths: RunPaths
+                ) -> tuple[list[tuple[str, str]], bool]:
+    """(pairs, unchanged since the last run). Regenerated every run (cheap; retrieval caches its descriptors), so
+    added images get paired too."""
+    from l2m_sfm import pairs as pairs_mod
+
+    before = paths.pairs.read_text() if paths.pairs.exists() else None
+    pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, paths.pairs, image_dir=image_dir)
+    return pairs_mod.parse_pairs(paths.pairs, names), before == paths.pairs.read_text()
+
+
+def _nothing_matched(stats: dict[str, Any]) -> bool:
+    """True when the matching stage computed nothing new (every image and pair reused, no new quantisation)."""
+    return stats.get("pairs_computed", 1) == 0 and stats.get("images_extracted", 0) == 0 \
         and not stats.get("quantized", False)
-    db_key = _key(conf["camera"], conf["min_match_score"], conf["verification"])
-    map_key = _key(conf["mapper"])
-    log_prefix = output / "colmap.log."
-    with colmap.colmap_logging(log_prefix, conf["verbose"]):
-        # database.db only exists once complete (written as database.db.tmp, renamed after verification)
-        fresh_db = not (nothing_new and database.exists() and previous.get("database_key") == db_key
-                        and previous.get("database"))
-        with timer("database + verification"):
-            if fresh_db:
-                report["database"] = build_database(conf, image_dir, names, pairs, pairs_path, features_path,
-                                                    matches_path, database)
-            else:
-                report["database"] = previous["database"]
-        report["database"]["rebuilt"] = fresh_db
-        report["database_key"] = db_key
-        report_mod.write_report(report, output)  # interim: a run killed while mapping reuses the verified database
-        sfm_dir = output / "sfm"
-        with timer("mapping"):
-            if not fresh_db and (sfm_dir / "images.bin").exists() and previous.get("mapping_key") == map_key:
-                import pycolmap
 
-                model, models = pycolmap.Reconstruction(str(sfm_dir)), previous.get("models", [])
-                report["mapping_reused"] = True
-            else:
-                model, models = _map_with_priors_fallback(conf, database, pairs_path, image_dir, output,
-                                                          len(names))
-        report["mapping_key"] = map_key
-    report["models"] = models
-    if model is None or model.num_reg_images() < 2:
-        report["model"] = None
-        report["error"] = report_mod.failure_message(report)
-        shutil.rmtree(sfm_dir, ignore_errors=True)  # never leave a model of an earlier run looking current
-        report_mod.write_report(report, output)
-        raise ReconstructionError(report["error"])
-    with timer("write model"):
-        if not report.get("mapping_reused"):
-            report_mod.color_points(model, image_dir)
-            colmap.write_model(model, sfm_dir)
-        report["model"] = colmap.model_stats(model)
-        report["model"]["unregistered_names"] = sorted(set(names) - set(report["model"]["registered_names"]))
-        report["match_pictures"] = report_mod.draw_match_pictures(image_dir, pairs, features_path, matches_path,
-                                                       output / "matches", conf["num_match_images"])
-    report_mod.write_report(report, output)
-    m = report["model"]
-    print(f"Registered {m['registered']}/{len(names)} images, {m['points3D']} points, mean track length "
-          f"{m['mean_track_length']:.2f}, mean reprojection error {m['mean_reprojection_error_px']:.3f} px -> {sfm_dir}")
-    return sfm_dir
+
+def database_stage(conf: dict[str, Any], image_dir: Path, names: list[str], pairs: list[tuple[str, str]],
+                   paths: RunPaths, previous: dict[str, Any], inputs_unchanged: bool) -> dict[str, Any]:
+    """{"database": stats (with "rebuilt"), "database_key"}: the verified database of the last run is reused when
+    the matches are unchanged and the camera / verification settings too; otherwise it is built again."""
+    key = _key(conf["camera"], conf["min_match_score"], conf["verification"])
+    reuse = inputs_unchanged and paths.database.exists() and previous.get("database_key") == key \
+        and bool(previous.get("database"))
+    if reuse:
+        stats = dict(previous["database"])
+    else:
+        stats = build_database(conf, image_dir, names, pairs, paths.pairs, paths.features, paths.matches,
+                               paths.database)
+    stats["rebuilt"] = not reuse
+    return {"database": stats, "database_key": key}
+
+
+def mapping_stage(conf: dict[str, Any], image_dir: Path, num_images: int, paths: RunPaths,
+                  previous: dict[str, Any], reuse: bool):
+    """(model or None, report entries): the model of the last run is reused when the database was and the mapper
+    settings are unchanged; otherwise mapping (with its seeds, fallback and focal-prior retry) runs."""
+    key = _key(conf["mapper"])
+    if reuse and (paths.sfm / "images.bin").exists() and previous.get("mapping_key") == key:
+        import pycolmap
+
+        return pycolmap.Reconstruction(str(paths.sfm)), {"mapping_reused": True, "mapping_key": key,
+                                                         "models": previous.get("models", [])}
+    model, models = _map_with_priors_fallback(conf, paths.database, paths.pairs, image_dir, paths.root,
+                                              num_images)
+    return model, {"mapping_key": key, "models": models}
+
+
+def fail(report: dict[str, Any], paths: RunPaths) -> None:
+    """No usable model: record why in report.json, remove any model of an earlier run, raise ReconstructionError."""
+    report["model"] = None
+    report["error"] = report_mod.failure_message(report)
+    shutil.rmtree(paths.sfm, ignore_errors=True)  # never leave a model of an earlier run looking current
+    report_mod.write_report(report, paths.root)
+    raise ReconstructionError(report["error"])
+
+
+def model_stage(conf: dict[str, Any], image_dir: Path, names: list[str], pairs: list[tuple[str, str]],
+                paths: RunPaths, model, written: bool) -> dict[str, Any]:
+    """Colour and write the model (unless it is the reused one on disk); its statistics and match pictures."""
+    if not written:
+        report_mod.color_points(model, image_dir)
+        colmap.write_model(model, paths.sfm)
+    stats = colmap.model_stats(model)
+    stats["unregistered_names"] = sorted(set(names) - set(stats["registered_names"]))
+    pictures = report_mod.draw_match_pictures(image_dir, pairs, paths.features, paths.matches,
+                                              paths.root / "matches", conf["num_match_images"])
+    return {"model": stats, "match_pictures": pictures}
 
 
 def _map_with_priors_fallback(conf: dict[str, Any], database: Path, pairs_path: Path, image_dir: Path,
