@@ -129,7 +129,16 @@ def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_
     from l2m_sfm.matchers import get_matcher
 
     matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], conf["device"])
-    if getattr(matcher, "dense", False):
+    anchored = bool(conf["matching"].get("anchors") or conf["matching"].get("combine"))
+    if anchored and not getattr(matcher, "dense", False):
+        raise ConfigError(f"matching.anchors / matching.combine apply to dense matchers, not {matcher.name!r}")
+    if anchored:
+        from l2m_sfm import match_anchored
+
+        stats = match_anchored.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
+                                    matches_path, overwrite=overwrite, progress=True)
+        stats["quantized"] = True  # matches.h5 is rewritten every run: the database must be rebuilt
+    elif getattr(matcher, "dense", False):
         from l2m_sfm import match_dense
 
         stats = match_dense.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
