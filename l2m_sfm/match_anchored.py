@@ -17,17 +17,14 @@
    the gated dense ones. Duplicates (same keypoint pair) are merged; a dense match whose keypoint already has a
    different detector partner is dropped (hloc's matches0 holds one partner per keypoint), and counted.
 
-    python -m l2m_sfm.match_anchored --images DIR --pairs pairs.txt --features features.h5 --matches matches.h5 \\
-        --matcher l2m-tiny [anchors=sift combine=union radius_px=2 ...]
+    python -m l2m_sfm.match_dense --images DIR --pairs pairs.txt --features features.h5 --matches matches.h5 \\
+        --matcher l2m-tiny anchors=sift [combine=union radius_px=2 ...]
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +32,9 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from l2m.config import ConfigError, merge_conf, parse_overrides
+from l2m.config import ConfigError, merge_conf
 from l2m_sfm import h5io
-from l2m_sfm.images import read_image
+from l2m_sfm.images import ImageReader
 from l2m_sfm.pairs import parse_pairs
 
 # anchor name -> the registered sparse matcher that detects (and, for union / gating, matches) its keypoints
@@ -170,14 +167,7 @@ def main(conf: dict[str, Any], matcher, image_dir: Path, image_names: list[str],
             raise ConfigError(f"{dense_path} holds anchored matches made with other settings; use another output "
                               "folder or --overwrite")
         todo = [p for p in sorted(pairs) if not h5io.has_pair(f, *p)]
-    images: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    def image(name: str) -> np.ndarray:
-        if name not in images:
-            images[name] = read_image(image_dir / name)
-            if len(images) > 4:
-                images.popitem(last=False)
-        return images[name]
+    image = ImageReader(image_dir)
 
     for n0, n1 in tqdm(todo, desc=f"match {matcher.name} anchored on {conf['anchors']}", unit="pair",
                        disable=not progress):
@@ -224,30 +214,3 @@ def combine_matches(conf: dict[str, Any], pairs: list[tuple[str, str]], features
             counts["matches"] += len(dense)
     os.replace(tmp, matches_path)
     return {**counts, "gated_pairs": gated}
-
-
-def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Keypoint-anchored dense matching (hloc HDF5 outputs).")
-    parser.add_argument("--images", type=Path, required=True)
-    parser.add_argument("--pairs", type=Path, required=True)
-    parser.add_argument("--features", type=Path, required=True)
-    parser.add_argument("--matches", type=Path, required=True)
-    parser.add_argument("--matcher", default="l2m-tiny", help="a registered dense matcher name")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("overrides", nargs="*", help="anchoring conf as key=value (anchors=sift combine=union ...)")
-    args = parser.parse_args(argv)
-    from l2m_sfm.images import list_images
-    from l2m_sfm.matchers import get_matcher
-
-    names, _ = list_images(args.images)
-    matcher = get_matcher(args.matcher, {}, args.device)
-    stats = main(parse_overrides(args.overrides), matcher, args.images, names, args.pairs, args.features,
-                 args.matches, overwrite=args.overwrite)
-    stats.pop("gated_pairs")
-    print(" ".join(f"{k}={v}" for k, v in stats.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())
