@@ -5,7 +5,9 @@ GT models of the dev scenes hold cameras but no 3D points, so co-visibility is j
    camera's depth is the distance of that point along its own axis (cameras behind it: the median of the others);
 2. a 16 x 16 grid of A's pixels is lifted to A's depth (fronto-parallel plane) and projected into B;
    share(A -> B) = fraction landing inside B's image in front of B;
-3. a pair shares a view when max(share(A -> B), share(B -> A)) >= `min_share` (default 0.05).
+3. a pair shares a view when max(share(A -> B), share(B -> A)) >= `min_share` (default 0.05) and the angle between
+   the optical axes is at most `max_angle_deg` (default 90): beyond it the cameras face opposite sides of the
+   surface (turntable views 180 degrees apart see the same plane in their frustums, but not the same surface).
 A verified pair whose cameras share no view (criterion false) is a false verified pair.
 """
 from __future__ import annotations
@@ -59,9 +61,12 @@ def view_share(gt: pycolmap.Reconstruction, name_a: str, name_b: str, depths: di
     return float(inside.sum()) / len(pts_a)
 
 
-def covisible_pairs(gt: pycolmap.Reconstruction, min_share: float = 0.05) -> dict[tuple[str, str], float]:
-    """Sorted name pair -> max view share, for every pair of GT images; co-visible when >= min_share."""
+def covisible_pairs(gt: pycolmap.Reconstruction, max_angle_deg: float = 90.0) -> dict[tuple[str, str], float]:
+    """Sorted name pair -> max view share (0 when the optical axes differ by more than `max_angle_deg`), for every
+    pair of GT images; the pair is co-visible when its share is >= min_share (0.05)."""
     depths = scene_depths(gt)
+    axis = {im.name: im.cam_from_world().rotation.matrix()[2] for im in gt.images.values() if im.has_pose}
     names = sorted(depths)
+    cos_max = np.cos(np.deg2rad(max_angle_deg))
     return {(a, b): max(view_share(gt, a, b, depths), view_share(gt, b, a, depths))
-            for a, b in itertools.combinations(names, 2)}
+            if float(axis[a] @ axis[b]) >= cos_max else 0.0 for a, b in itertools.combinations(names, 2)}
