@@ -206,6 +206,46 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{f('ungated_false_verified_pairs', 'd'):>13} {f('gate_lost_true_pairs', 'd'):>9}")
 
 
+def choose_default(rows: list[dict[str, Any]], baseline: str = "sift", max_time_ratio: float = 3.0
+                   ) -> dict[str, Any]:
+    """The default rule of issue 23, applied to the table.
+
+    Among configurations measured on every scene of the table: keep those that register at least as many images as
+    `baseline` on every scene without GT (sfm_smoke) and whose total wall time is at most `max_time_ratio` x the
+    baseline's; the default is the most accurate of them on the GT scenes: most registered images, then the lowest
+    mean of the per-scene median rotation errors (ties: higher mean AUC@10).
+    """
+    scenes = sorted({r["scene"] for r in rows})
+    by = {(r["scene"], r["config"]): r for r in rows}
+    confs = [c for c in dict.fromkeys(r["config"] for r in rows) if all((s, c) in by for s in scenes)]
+    gt = [s for s in scenes if any("median_rotation_error_deg" in by[(s, c)] for c in confs if (s, c) in by)]
+    smoke = [s for s in scenes if s not in gt and s != "mixed"]
+    if baseline not in confs:
+        return {"error": f"{baseline} not measured on every scene"}
+    timed = gt + smoke  # the mixed scene only measures false pairs
+    base_time = sum(by[(s, baseline)].get("wall_seconds") or 0 for s in timed)
+    summary = {}
+    for c in confs:
+        rot = [by[(s, c)].get("median_rotation_error_deg") for s in gt]
+        summary[c] = {
+            "gt_registered": sum(by[(s, c)].get("registered", 0) for s in gt),
+            "mean_median_rotation_error_deg": (sum(rot) / len(rot)) if rot and None not in rot else float("inf"),
+            "mean_auc10": sum(by[(s, c)].get("auc10") or 0 for s in gt) / max(len(gt), 1),
+            "time_ratio": sum(by[(s, c)].get("wall_seconds") or 0 for s in timed) / max(base_time, 1e-9),
+            "smoke_ok": all(by[(s, c)].get("registered", 0) >= by[(s, baseline)].get("registered", 0) for s in smoke),
+        }
+        summary[c]["eligible"] = summary[c]["smoke_ok"] and summary[c]["time_ratio"] <= max_time_ratio
+
+    def rank(c: str) -> tuple:
+        m = summary[c]
+        return (-m["gt_registered"], m["mean_median_rotation_error_deg"], -m["mean_auc10"])
+
+    most_accurate = min(confs, key=rank)
+    eligible = [c for c in confs if summary[c]["eligible"]]
+    return {"scenes": scenes, "gt_scenes": gt, "smoke_scenes": smoke, "summary": summary,
+            "most_accurate": most_accurate, "default": min(eligible, key=rank) if eligible else baseline}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", nargs="+", default=["toybox", "Herz-Jesus-P8", "fountain-P11", "mixed",
@@ -216,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "bench" / "anchors.json")
     parser.add_argument("--plot", type=Path, help="PNG (default: --output with .png)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--table-only", action="store_true", help="print the table, decision and plot from --output")
     args = parser.parse_args(argv)
+    if args.table_only:
+        return report(json.loads(args.output.read_text())["rows"], args)
     import torch
 
     torch.set_num_threads(2)
@@ -241,7 +284,18 @@ def main(argv: list[str] | None = None) -> int:
             args.output.write_text(json.dumps({"rows": list(rows.values()), "command": sys.argv},
                                               indent=2, default=str))
             print_table(list(rows.values()))
-    plot(list(rows.values()), args.plot or args.output.with_suffix(".png"))
+    return report(list(rows.values()), args)
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    """Table, default decision (also written into the JSON) and plot."""
+    print_table(rows)
+    decision = choose_default(rows)
+    print("\ndefault rule:", json.dumps(decision, indent=1, default=str))
+    data = json.loads(args.output.read_text()) if args.output.exists() else {"rows": rows}
+    data["default_decision"] = decision
+    args.output.write_text(json.dumps(data, indent=2, default=str))
+    plot(rows, args.plot or args.output.with_suffix(".png"))
     print(f"\nJSON written to {args.output}")
     return 0
 
@@ -267,7 +321,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for ax, title in zip(axes, ("median rotation error (deg, GT scenes)", "registered fraction")):
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(scenes))], scenes, rotation=20)
         ax.set_title(title)
-    axes[0].set_yscale("log")
+    if any(r.get("median_rotation_error_deg") for r in rows):
+        axes[0].set_yscale("log")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
