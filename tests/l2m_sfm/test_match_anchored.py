@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from l2m.config import ConfigError
 from l2m.models.gp import cell_centres
 from l2m.models.sampling import anchor_matches, sample_matches, to_pixel_coordinates
+from l2m_sfm.images import read_image
 from l2m_sfm.match_anchored import gate_passes, resolve_conf, union_matches
 from l2m_sfm.match_dense import Quantizer, one_to_one
 
@@ -132,3 +134,49 @@ def test_anchored_tracks_are_longer_than_quantised_tracks():
     print(f'mean track length anchored {anchored_len:.2f} quantised {quantised_len:.2f}')
     assert anchored_len >= 3.5
     assert anchored_len > quantised_len + 1.0, (anchored_len, quantised_len)
+
+
+# ------------------------------------------------------------------ the stage on real images (sample scene)
+SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "toybox" / "images"
+
+
+@pytest.fixture()
+def small_scene(tmp_path):
+    if not SAMPLE.exists():
+        pytest.skip(f"sample scene {SAMPLE} missing")
+    names = ["view_00.jpg", "view_01.jpg", "view_02.jpg"]
+    (tmp_path / "pairs.txt").write_text("view_00.jpg view_01.jpg\nview_00.jpg view_02.jpg\nview_01.jpg view_02.jpg\n")
+    return names, tmp_path
+
+
+def test_stage_writes_detector_keypoints_gates_and_resumes(small_scene):
+    from l2m_sfm import h5io, match_anchored
+    from l2m_sfm.matchers import get_matcher
+
+    names, tmp = small_scene
+    matcher = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "upsample_res": 0})
+    conf = {"anchors": "sift", "combine": "union", "gate": {"min_agreement": 10 ** 6}}  # gate drops every dense match
+    stats = match_anchored.main(conf, matcher, SAMPLE, names, tmp / "pairs.txt", tmp / "features.h5",
+                                tmp / "matches.h5", progress=False)
+    assert stats["pairs_computed"] == 3 and stats["images_extracted"] == 3 and stats["pairs_gated"] == 3
+    # union of a fully gated pair = the detector's own matches, exactly
+    for n0, n1 in [("view_00.jpg", "view_01.jpg"), ("view_01.jpg", "view_02.jpg")]:
+        got, _ = h5io.read_matches(tmp / "matches.h5", n0, n1)
+        ref, _ = h5io.read_matches(tmp / "matches-sift.h5", n0, n1)
+        assert set(map(tuple, got.tolist())) == set(map(tuple, ref.tolist())) and len(ref) > 50
+    sift = get_matcher("sift")
+    kp = h5io.read_keypoints(tmp / "features.h5", "view_00.jpg")
+    assert np.allclose(kp, sift.extract(read_image(SAMPLE / "view_00.jpg"))["keypoints"])  # detector's, not quantised
+    again = match_anchored.main({**conf, "gate": {"min_agreement": 0}}, matcher, SAMPLE, names, tmp / "pairs.txt",
+                                tmp / "features.h5", tmp / "matches.h5", progress=False)
+    assert again["pairs_computed"] == 0 and again["images_extracted"] == 0 and again["pairs_gated"] == 0
+    assert again["matches"] >= stats["matches"]
+
+
+def test_reconstruct_refuses_anchors_for_a_sparse_matcher(small_scene):
+    from l2m_sfm import reconstruct
+
+    names, tmp = small_scene
+    conf = reconstruct.resolve_conf({"matcher": {"name": "sift"}, "matching": {"anchors": "sift"}}, 3)
+    with pytest.raises(ConfigError, match="dense matchers"):
+        reconstruct.run_matching(conf, SAMPLE, names, tmp / "pairs.txt", tmp / "f.h5", tmp / "m.h5", False)
