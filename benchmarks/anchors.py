@@ -141,7 +141,7 @@ def run_one(scene: str, name: str, conf: dict[str, Any], images: Path, gt_dir: P
     from l2m_sfm.pairs import parse_pairs
     from l2m_sfm.warp_cache import WarpCache
 
-    out = workdir / scene / name.replace(" ", "_").replace("+", "plus").replace("@", "at")
+    out = workdir / scene / _folder(name)
     dense = conf["matcher"]["name"].startswith("l2m")
     cache = workdir / scene / f"warps-{conf['matcher']['name']}.h5"
     conf = json.loads(json.dumps(conf))
@@ -176,19 +176,47 @@ def run_one(scene: str, name: str, conf: dict[str, Any], images: Path, gt_dir: P
         row.update(median_rotation_error_deg=ev["median_rotation_error_deg"], auc10=ev["auc"]["@10"],
                    median_center_error=ev["median_center_error"])
     if cov is not None:
-        verified = verified_pairs(out / "database.db")
-        row["verified_pairs"] = len(verified)
-        row["false_verified_pairs"] = sum(not cov.get(p, True) for p in verified)
-        row["covisible_pairs"] = sum(cov.get(tuple(sorted(p)), True) for p in pairs)
-        anchored = conf.get("matching", {}).get("anchors")
-        if anchored:
-            ungated = ungated_verified(out, images)
-            gated = {tuple(sorted(p)) for p in report["matching"].get("gated_pairs", [])}
-            row["ungated_verified_pairs"] = len(ungated)
-            row["ungated_false_verified_pairs"] = sum(not cov.get(p, True) for p in ungated)
-            row["gated_pairs"] = len(gated)
-            row["gate_lost_true_pairs"] = sum(cov.get(p, True) for p in ungated & gated)
+        if conf.get("matching", {}).get("anchors"):
+            ungated_verified(out, images)
+        row.update(pair_columns(out, cov))
+    row["output"] = str(out)
     return row
+
+
+def pair_columns(out: Path, cov: dict[tuple[str, str], bool]) -> dict[str, Any]:
+    """Verified / false verified pairs of a run folder, and for anchored runs the same without the gate and the
+    co-visible pairs the gate removed (from database.db, database.ungated.db and report.json)."""
+    from l2m_sfm.pairs import parse_pairs
+
+    verified = verified_pairs(out / "database.db")
+    cols = {"verified_pairs": len(verified), "false_verified_pairs": sum(not cov.get(p, True) for p in verified),
+            "covisible_pairs": sum(cov.get(tuple(sorted(p)), True) for p in parse_pairs(out / "pairs.txt"))}
+    if (out / "database.ungated.db").exists():
+        ungated = verified_pairs(out / "database.ungated.db")
+        report = json.loads((out / "report.json").read_text())
+        gated = {tuple(sorted(p)) for p in report["matching"].get("gated_pairs", [])}
+        cols.update(ungated_verified_pairs=len(ungated),
+                    ungated_false_verified_pairs=sum(not cov.get(p, True) for p in ungated),
+                    gated_pairs=len(gated), gate_lost_true_pairs=sum(cov.get(p, True) for p in ungated & gated))
+    return cols
+
+
+def recount(rows: list[dict[str, Any]], workdir: Path) -> None:
+    """Recompute the pair columns of every row from its run folder with the current co-visibility criterion."""
+    covs: dict[str, Any] = {}
+    for r in rows:
+        out = Path(r.get("output") or workdir / r["scene"] / _folder(r["config"]))
+        if not (out / "database.db").exists():
+            continue
+        if r["scene"] not in covs:
+            images, gt_dir = scene_paths(r["scene"], workdir)
+            covs[r["scene"]] = covisible(r["scene"], gt_dir)
+        if covs[r["scene"]] is not None:
+            r.update(pair_columns(out, covs[r["scene"]]))
+
+
+def _folder(config: str) -> str:
+    return config.replace(" ", "_").replace("+", "plus").replace("@", "at")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -204,6 +232,27 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{f('auc10', '.3f'):>7} {f('mean_track_length', '.2f'):>6} {f('points3D', 'd'):>7} "
               f"{f('wall_seconds', '.0f'):>7} {f('verified_pairs', 'd'):>4} {f('false_verified_pairs', 'd'):>5} "
               f"{f('ungated_false_verified_pairs', 'd'):>13} {f('gate_lost_true_pairs', 'd'):>9}")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The table as Markdown (README)."""
+    def cell(r: dict[str, Any], key: str, fmt: str) -> str:
+        v = r.get(key)
+        return format(v, fmt) if isinstance(v, (int, float)) and v == v else "–"
+
+    lines = ["| scene | configuration | registered | median rot. err. (°) | pair AUC@10 | mean track | points | "
+             "wall s | verified pairs | false verified (gate off) | true pairs lost to the gate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        false = cell(r, "false_verified_pairs", "d")
+        if "ungated_false_verified_pairs" in r:
+            false += f" ({r['ungated_false_verified_pairs']})"
+        lines.append(f"| {r['scene']} | {r['config']} | {r.get('registered', 0)}/{r.get('images', '?')} | "
+                     f"{cell(r, 'median_rotation_error_deg', '.3f')} | {cell(r, 'auc10', '.3f')} | "
+                     f"{cell(r, 'mean_track_length', '.2f')} | {cell(r, 'points3D', 'd')} | "
+                     f"{cell(r, 'wall_seconds', '.0f')} | {cell(r, 'verified_pairs', 'd')} | {false} | "
+                     f"{cell(r, 'gate_lost_true_pairs', 'd')} |")
+    return "\n".join(lines)
 
 
 def choose_default(rows: list[dict[str, Any]], baseline: str = "sift", max_time_ratio: float = 3.0
@@ -257,9 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG (default: --output with .png)")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--table-only", action="store_true", help="print the table, decision and plot from --output")
+    parser.add_argument("--recount", action="store_true", help="with --table-only: recompute the pair columns from "
+                                                               "the run folders (current co-visibility criterion)")
     args = parser.parse_args(argv)
     if args.table_only:
-        return report(json.loads(args.output.read_text())["rows"], args)
+        rows = json.loads(args.output.read_text())["rows"]
+        if args.recount:
+            recount(rows, args.workdir)
+        return report(rows, args)
     import torch
 
     torch.set_num_threads(2)
@@ -289,11 +343,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
     """Table, default decision (also written into the JSON) and plot."""
+    order = {c: i for i, c in enumerate(configs(DENSE))}
+    rows = sorted(rows, key=lambda r: (r["scene"], order.get(r["config"], 99)))
     print_table(rows)
+    print("\n" + markdown_table(rows))
     decision = choose_default(rows)
     print("\ndefault rule:", json.dumps(decision, indent=1, default=str))
-    data = json.loads(args.output.read_text()) if args.output.exists() else {"rows": rows}
-    data["default_decision"] = decision
+    data = json.loads(args.output.read_text()) if args.output.exists() else {}
+    data["rows"], data["default_decision"] = rows, decision
     args.output.write_text(json.dumps(data, indent=2, default=str))
     plot(rows, args.plot or args.output.with_suffix(".png"))
     print(f"\nJSON written to {args.output}")
