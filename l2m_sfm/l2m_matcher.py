@@ -155,8 +155,8 @@ class L2MPairMatcher:
                agree_radius_px: float = 4.0) -> dict[str, Any]:
         """Anchored matches of keypoints `kps0` / `kps1` ((N, 2) px of the given images, hloc convention).
 
-        Returns {"matches": (M, 2) int64 index pairs, "scores": (M,) certainty, "certain_area": share of the
-        smaller image side's warp grid with certainty > min_certainty, "agreement": how many of the detector
+        Returns {"matches": (M, 2) int64 index pairs, "scores": (M,) certainty, "certain_area": the smaller of the
+        two warp halves' shares of pixels with certainty > min_certainty, "agreement": how many of the detector
         matches `agree` = (ids0, ids1) the warp maps within `agree_radius_px` (warp pixels), or -1}.
         """
         from l2m.models.sampling import anchor_matches, to_normalized_coordinates, warp_agreement
