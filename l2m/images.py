@@ -166,6 +166,23 @@ def read_image(path: Path) -> np.ndarray:
     return np.array(arr, order="C")  # a writable copy (PIL's buffer is read-only)
 
 
+class ImageReader:
+    """`read_image` of names under one folder, keeping the last `keep` images (pairs come grouped by image)."""
+
+    def __init__(self, image_dir: Path, keep: int = 4) -> None:
+        from collections import OrderedDict
+
+        self.image_dir, self.keep = Path(image_dir), keep
+        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __call__(self, name: str) -> np.ndarray:
+        if name not in self._images:
+            self._images[name] = read_image(self.image_dir / name)
+            if len(self._images) > self.keep:
+                self._images.popitem(last=False)
+        return self._images[name]
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) in pixels after EXIF orientation, read from the header only."""
     img = _open(Path(path))

@@ -59,6 +59,17 @@ def order_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: (p[0], p[1]))
 
 
+def extract_features(matcher, image_dir: Path, image_names: list[str], features_path: Path,
+                     progress: bool = True) -> list[str]:
+    """Extract the images missing from features_path (one complete group each); returns the names extracted."""
+    todo = h5io.missing_names(features_path, list(image_names))
+    for name in tqdm(todo, desc=f"extract {matcher.name}", unit="img", disable=not progress):
+        feats = matcher.extract(read_image(Path(image_dir) / name))
+        h5io.write_keypoints(features_path, name, feats["keypoints"], feats.get("scores"),
+                             feats.get("descriptors"), feats.get("image_size"))
+    return todo
+
+
 def main(conf: dict[str, Any], image_dir: Path, image_names: list[str], pairs_path: Path,
          features_path: Path, matches_path: Path, overwrite: bool = False, progress: bool = True
          ) -> dict[str, int]:
@@ -80,11 +91,7 @@ def main(conf: dict[str, Any], image_dir: Path, image_names: list[str], pairs_pa
         h5io.remove_incomplete(path)
         _claim(path, matcher.name, what)
 
-    todo = h5io.missing_names(features_path, list(image_names))
-    for name in tqdm(todo, desc=f"extract {matcher.name}", unit="img", disable=not progress):
-        feats = matcher.extract(read_image(image_dir / name))
-        h5io.write_keypoints(features_path, name, feats["keypoints"], feats.get("scores"),
-                             feats.get("descriptors"), feats.get("image_size"))
+    todo = extract_features(matcher, image_dir, image_names, features_path, progress)
     h5io.require_names(features_path, sorted({n for p in pairs for n in p}))
 
     with h5py.File(matches_path, "r") as f:

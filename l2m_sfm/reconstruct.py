@@ -41,7 +41,9 @@ PP_MIN_IMAGES = 5
 default_conf: dict[str, Any] = {
     "pairs": None,  # 'exhaustive' | 'sequential:N' | 'retrieval:K' | 'file:PATH'; None: exhaustive up to 30 images
     "matcher": {"name": None, "conf": {}},  # None: DEFAULT_MATCHER; conf goes to the matcher factory
-    "matching": {},  # options of l2m_sfm.match_features / l2m_sfm.match_dense (their own conf keys)
+    # options of l2m_sfm.match_features / l2m_sfm.match_dense (their own conf keys); with a dense matcher,
+    # anchors=sift|aliked|disk|xfeat (and combine=union, ...) selects l2m_sfm.match_anchored instead
+    "matching": {},
     # refine_principal_point: "auto" = final BA refines it when every camera has >= PP_MIN_IMAGES registered
     # images (a principal point ~8 px off the image centre costs ~0.4 deg of rotation on Strecha)
     "camera": {"mode": "auto", "model": "SIMPLE_RADIAL", "intrinsics": None, "refine_principal_point": "auto"},
@@ -134,7 +136,16 @@ def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_
     from l2m_sfm.matchers import get_matcher
 
     matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], conf["device"])
-    if getattr(matcher, "dense", False):
+    anchored = bool(conf["matching"].get("anchors") or conf["matching"].get("combine"))
+    if anchored and not getattr(matcher, "dense", False):
+        raise ConfigError(f"matching.anchors / matching.combine apply to dense matchers, not {matcher.name!r}")
+    if anchored:
+        from l2m_sfm import match_anchored
+
+        stats = match_anchored.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
+                                    matches_path, overwrite=overwrite, progress=True)
+        stats["quantized"] = True  # matches.h5 is rewritten every run: the database must be rebuilt
+    elif getattr(matcher, "dense", False):
         from l2m_sfm import match_dense
 
         stats = match_dense.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,

@@ -158,3 +158,36 @@ def test_l2m_tiny_auc_on_real_pairs():
                                                 ("0006.jpg", "0007.jpg"), ("0009.jpg", "0010.jpg")])
     auc5, auc10, _ = pose_auc(errors)
     assert auc5 > 0.85 and auc10 > 0.9, errors
+
+
+def _check_anchor(m, a, b):
+    rng = np.random.default_rng(1)
+    k0 = rng.uniform(0, [89, 59], (40, 2)).astype(np.float32)
+    k1 = rng.uniform(0, [69, 49], (30, 2)).astype(np.float32)
+    agree = (np.arange(10), np.arange(10))
+    out = m.anchor(a, b, k0, k1, "a", "b", radius_px=3.0, min_certainty=0.0, agree=agree)
+    mt = out["matches"]
+    assert mt.shape[1] == 2 and len(out["scores"]) == len(mt)
+    assert np.all((mt[:, 0] >= 0) & (mt[:, 0] < 40) & (mt[:, 1] >= 0) & (mt[:, 1] < 30))
+    assert len(set(mt[:, 0].tolist())) == len(mt) and len(set(mt[:, 1].tolist())) == len(mt)
+    assert 0.0 <= out["certain_area"] <= 1.0 and 0 <= out["agreement"] <= 10
+
+
+def test_anchor_gives_mutual_keypoint_index_pairs(tmp_path):
+    m = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "upsample_res": 0,
+                                 "warp_cache": str(tmp_path / "warps.h5")})
+    a, _, c = _images()
+    _check_anchor(m, a, c)
+    first = m.dense(a, c, "a", "c")
+    again = m.dense(a, c, "a", "c")  # from the warp cache: identical
+    assert torch.equal(first.warp, again.warp) and torch.equal(first.certainty, again.certainty)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,conf", [("l2m-tiny-fast", {"upsample_res": 0, "coarse_res": 64}),
+                                       ("l2m-vitb", {"coarse_res": 56, "upsample_res": 0}),
+                                       ("l2m++", {"coarse_res": 56, "upsample_res": 0})])
+def test_anchor_works_for_every_dense_matcher(name, conf):
+    m = get_matcher(name, {"weights": "random", **conf})
+    a, _, c = _images()
+    _check_anchor(m, a, c)
