@@ -43,9 +43,10 @@ def test_cls_to_flow_refine_decoding():
     assert torch.allclose(flow[0, :, 0, 1], (a[3 * g + 4] + a[3 * g + 5]) / 2, atol=1e-5)
 
 
-def test_gp_posterior_mean_equals_explicit_inverse():
+@pytest.mark.parametrize("solve", ["inverse", "cholesky"])
+def test_gp_posterior_mean_equals_explicit_inverse(solve):
     torch.manual_seed(0)
-    gp = GP(gp_dim=16)
+    gp = GP(gp_dim=16, solve=solve)
     x, y = torch.randn(2, 8, 3, 4), torch.randn(2, 8, 4, 5)
     mu = gp(x, y)
     xt, yt = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)
