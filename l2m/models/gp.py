@@ -66,7 +66,10 @@ class GP(nn.Module):
             k_xy = cosine_kernel(xt, yt, self.T)
             a = k_yy + self.sigma2 * torch.eye(h2 * w2, device=x.device, dtype=k_yy.dtype)[None]
             if self.solve == "inverse":
-                mu = k_xy.matmul(torch.linalg.inv(a).matmul(f))
+                # one matrix at a time: oneMKL's batched inverse fails ("Pivots given to lu_solve must all be
+                # greater or equal to 1") on a batch of two 1600×1600 matrices with 2 CPU threads (torch 2.14)
+                inv = torch.stack([torch.linalg.inv(m) for m in a])
+                mu = k_xy.matmul(inv.matmul(f))
             else:
                 chol, info = torch.linalg.cholesky_ex(a)
                 alpha = torch.linalg.solve(a, f) if bool((info != 0).any()) else torch.cholesky_solve(f, chol)
