@@ -125,7 +125,7 @@ class L2MPairMatcher:
         self.model = build_model(variant, weights=self.conf["weights"], coarse_weights=self.conf["coarse_weights"],
                                  device=device, conf=model_conf)
 
-    def dense(self, image0: np.ndarray, image1: np.ndarray, name0: str | None = None, name1: str | None = None):
+    def dense_warp(self, image0: np.ndarray, image1: np.ndarray, name0: str | None = None, name1: str | None = None):
         """The model's symmetric MatchOutput of a pair, read from / written to ``warp_cache`` when named."""
         from l2m_sfm.warp_cache import WarpCache
 
@@ -141,7 +141,7 @@ class L2MPairMatcher:
     def match_pair(self, image0: np.ndarray, image1: np.ndarray,
                    name0: str | None = None, name1: str | None = None) -> PairMatches:
         """Dense match + balanced sampling -> pixels (hloc convention) of the given images."""
-        out = self.dense(image0, image1, name0, name1)
+        out = self.dense_warp(image0, image1, name0, name1)
         gen = torch.Generator().manual_seed(int(self.conf["seed"]))
         matches, cert = self.model.sample(out, generator=gen)
         k0, k1 = self.model.to_pixel_coordinates(matches.cpu(), image0.shape[0], image0.shape[1],
@@ -161,7 +161,7 @@ class L2MPairMatcher:
         """
         from l2m.models.sampling import anchor_matches, to_normalized_coordinates, warp_agreement
 
-        out = self.dense(image0, image1, name0, name1)
+        out = self.dense_warp(image0, image1, name0, name1)
         (h0, w0), (h1, w1) = image0.shape[:2], image1.shape[:2]
         x0 = to_normalized_coordinates(torch.from_numpy(np.asarray(kps0, np.float32)).reshape(-1, 2), h0, w0, True)
         x1 = to_normalized_coordinates(torch.from_numpy(np.asarray(kps1, np.float32)).reshape(-1, 2), h1, w1, True)

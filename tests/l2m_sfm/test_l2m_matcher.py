@@ -178,8 +178,8 @@ def test_anchor_gives_mutual_keypoint_index_pairs(tmp_path):
                                  "warp_cache": str(tmp_path / "warps.h5")})
     a, _, c = _images()
     _check_anchor(m, a, c)
-    first = m.dense(a, c, "a", "c")
-    again = m.dense(a, c, "a", "c")  # from the warp cache: identical
+    first = m.dense_warp(a, c, "a", "c")
+    again = m.dense_warp(a, c, "a", "c")  # from the warp cache: identical
     assert torch.equal(first.warp, again.warp) and torch.equal(first.certainty, again.certainty)
 
 
