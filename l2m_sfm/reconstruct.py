@@ -442,8 +442,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pairs", help="exhaustive | sequential:N | retrieval:K | file:PATH "
                                         f"(default: exhaustive up to {EXHAUSTIVE_MAX_IMAGES} images, else retrieval:20)")
     parser.add_argument("--matcher", help=f"matcher name (default {DEFAULT_MATCHER}); see l2m_sfm.matchers")
-    parser.add_argument("--variant", help="L2M model variant (L2M matchers only)")
-    parser.add_argument("--weights", type=Path, help="L2M checkpoint file (L2M matchers only)")
+    parser.add_argument("--variant", help="L2M model variant, or LoFTR's outdoor / indoor (L2M matchers and loftr only)")
+    parser.add_argument("--weights", type=Path, help="checkpoint file of an L2M matcher or of loftr (e.g. outdoor_ds.ckpt)")
     parser.add_argument("--coarse-weights", type=Path,
                         help="coarse-encoder ViT file of l2m++ / l2m-vitb (default: found in $L2M_HOME/checkpoints)")
     parser.add_argument("--mapper", choices=("incremental", "global"))
@@ -486,14 +486,17 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return conf
 
 
+WEIGHTED_MODULES = ("l2m_sfm.l2m_matcher", "l2m_sfm.loftr_matcher")  # matchers whose conf has weights / variant
+
+
 def _check_l2m_flags(matcher: str, flag: str) -> None:
-    """--weights / --variant belong to L2M matchers; any other matcher would fail later on an unknown conf key."""
+    """--weights / --variant belong to L2M matchers and LoFTR; others would fail later on an unknown conf key."""
     from l2m_sfm.matchers import MATCHERS, matcher_entry
 
-    if matcher_entry(matcher)[0] != "l2m_sfm.l2m_matcher":
-        l2m = ", ".join(n for n, e in MATCHERS.items() if e.startswith("l2m_sfm.l2m_matcher"))
-        raise ConfigError(f"{flag} is for L2M matchers ({l2m}); matcher {matcher} takes none: drop {flag} or "
-                          "pass --matcher l2m-tiny")
+    if matcher_entry(matcher)[0] not in WEIGHTED_MODULES:
+        names = ", ".join(n for n, e in MATCHERS.items() if e.split(":")[0] in WEIGHTED_MODULES)
+        raise ConfigError(f"{flag} is for L2M matchers and LoFTR ({names}); matcher {matcher} takes none: drop "
+                          f"{flag} or pass --matcher l2m-tiny")
 
 
 def check_device(device: str) -> None:
