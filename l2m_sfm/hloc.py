@@ -59,6 +59,7 @@ model_default_conf: dict[str, Any] = {
     "normalize": None,
     "num_samples": 5000,
     "sample_thresh": 0.05,
+    "sampling": None,  # None: "balanced" | "reciprocal" (l2m.models.sampling.reciprocal_sample)
     "seed": 0,
     "max_num_matches": None,  # keep the top-k by certainty
     "match_thr": 0.2,  # LoFTR variants only: coarse dual-softmax threshold (official configs: 0.2)
