@@ -157,7 +157,7 @@ def format_metric_table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['matcher']:<22} {r['num_pairs']:5d} {100 * r['estimated']:4.0f}% "
-                     f"{r['median_vcre_px']:9.1f} {100 * r['vcre_precision@90px']:8.1f}% {r['vcre_auc']:6.3f} "
+                     f"{r['median_vcre_px']:9.2f} {100 * r['vcre_precision@90px']:8.1f}% {r['vcre_auc']:6.3f} "
                      f"{r['median_err_t_m']:9.3f} {r['median_err_R_deg']:11.2f} "
                      f"{100 * r['pose_precision@25cm5deg']:8.1f}%")
     return "\n".join(lines)
