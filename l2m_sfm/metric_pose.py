@@ -152,11 +152,11 @@ def scene_depth_loader(scene_dirs: Mapping[str, Path]) -> Callable[[str], np.nda
 
 def format_metric_table(rows: list[dict[str, Any]]) -> str:
     """Plain-text table of summarize_metric results (one row per matcher)."""
-    head = (f"{'matcher':<22} {'pairs':>5} {'est.':>5} {'VCRE med':>9} {'prec@90px':>9} {'AUC':>6} "
+    head = (f"{'matcher':<26} {'pairs':>5} {'est.':>5} {'VCRE med':>9} {'prec@90px':>9} {'AUC':>6} "
             f"{'t med [m]':>9} {'R med [deg]':>11} {'25cm/5deg':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['matcher']:<22} {r['num_pairs']:5d} {100 * r['estimated']:4.0f}% "
+        lines.append(f"{r['matcher']:<26} {r['num_pairs']:5d} {100 * r['estimated']:4.0f}% "
                      f"{r['median_vcre_px']:9.2f} {100 * r['vcre_precision@90px']:8.1f}% {r['vcre_auc']:6.3f} "
                      f"{r['median_err_t_m']:9.3f} {r['median_err_R_deg']:11.2f} "
                      f"{100 * r['pose_precision@25cm5deg']:8.1f}%")

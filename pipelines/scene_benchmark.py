@@ -103,7 +103,9 @@ def metric_results(args: argparse.Namespace, rows: list[dict[str, Any]], pairs: 
                                      "(<scene>/depth/<image stem>.npz, as datasets/samples/toybox)")
         summary.append({"matcher": row["matcher"], **summarize_metric(records)})
         per_pair[row["matcher"]] = records
-    return {"conf": conf, "summary": summary, "pairs": per_pair}
+    per_scene = [{"scene": scene, "matcher": m, **summarize_metric([r for r in recs if r["info"]["scene"] == scene])}
+                 for m, recs in per_pair.items() for scene in dict.fromkeys(r["info"]["scene"] for r in recs)]
+    return {"conf": conf, "summary": summary, "per_scene": per_scene, "pairs": per_pair}
 
 
 def run_sfm(args: argparse.Namespace, scenes: list[Path]) -> list[dict[str, Any]]:
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
             if args.metric is not None:
                 metric.update(metric_results(args, rows, pairs[:args.limit], scene_dirs))
                 tables["Metric pose (Map-free metrics)"] = metric["summary"]
+                tables["Metric pose per scene"] = metric["per_scene"]
             return tables
 
         rows, runs = run_two_view(args, "scenes", benchmark, pairs,
@@ -201,6 +204,9 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
         from l2m_sfm.metric_pose import format_metric_table
 
         table = format_metric_table(metric["summary"])
+        if len(scenes) > 1:
+            table += "\nper scene:\n" + format_metric_table(
+                [{**r, "matcher": f"{r['scene']}: {r['matcher']}"} for r in metric["per_scene"]])
         print(f"metric pose (first image's depth + PnP, {metric['conf']}); Map-free metrics:\n{table}")
         write_json({**metric, "table": table.splitlines(), "versions": package_versions()},
                    args.output / "results_metric.json")
