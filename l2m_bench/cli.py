@@ -53,7 +53,7 @@ def add_common_args(parser: argparse.ArgumentParser, default_protocol: str) -> N
                         metavar="NAME", help=f"matchers to run (default: the baselines); any of {sorted(MATCHERS)}")
     parser.add_argument("--matcher-conf", nargs="*", default=[], metavar="NAME.KEY=VALUE",
                         help="matcher conf overrides, e.g. l2m-tiny.weights=/path/ckpt.pt sift.max_keypoints=4096")
-    parser.add_argument("--weights", type=Path, help="checkpoint for the L2M variants (sets <l2m-*>.weights)")
+    parser.add_argument("--weights", type=Path, help="checkpoint for the L2M variants and loftr (sets <l2m-*>.weights, loftr.weights)")
     parser.add_argument("--protocol", default=default_protocol, choices=list(PRESETS),
                         help=f"pose-estimation preset (default {default_protocol})")
     parser.add_argument("--protocol-conf", nargs="*", default=[], metavar="KEY=VALUE",
@@ -78,7 +78,7 @@ def matcher_confs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     confs = {name: dict(overrides.get(name, {})) for name in args.matchers}
     if args.weights is not None:
         for name in confs:
-            if name.startswith("l2m"):
+            if name.startswith(("l2m", "loftr")):
                 confs[name].setdefault("weights", str(args.weights))
     return confs
 

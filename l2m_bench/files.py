@@ -133,6 +133,16 @@ class PredictionCache:
         name = f"{file_slug(dataset)}_{file_slug(matcher)}_{file_slug(resize)}_{conf_hash(key)}.h5"
         return cls(Path(root) / name, dataset, matcher, matcher_conf, resize, identity)
 
+    @classmethod
+    def open(cls, path: Path) -> "PredictionCache":
+        """An existing cache file for reading, with the metadata stored in it."""
+        with h5py.File(path, "r") as f:
+            stored = {k: f.attrs.get(k) for k in _META_KEYS}
+        cache = cls.__new__(cls)
+        cache.path = Path(path)
+        cache.meta = {k: str(v) if v is not None else "" for k, v in stored.items()}
+        return cache
+
     def _check_meta(self) -> None:
         with h5py.File(self.path, "r") as f:
             stored = {k: f.attrs.get(k) for k in _META_KEYS}

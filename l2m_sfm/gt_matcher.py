@@ -48,6 +48,9 @@ class GTMatcher:
     def _view(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(K, R_cw, t_cw, depth) of an image name; K in the COLMAP pixel convention."""
         image = self.model.find_image_with_name(name)
+        if image is None and "/" in name:  # the scene benchmark prefixes names with `<scene>/`
+            name = name.split("/", 1)[1]
+            image = self.model.find_image_with_name(name)
         if image is None:
             raise KeyError(f"gt_matcher: image {name!r} is not in {self.root / 'gt'}")
         if name not in self._depth:
@@ -62,7 +65,7 @@ class GTMatcher:
     def lift(self, name: str, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points (N,3) of GT-image pixels `xy` (hloc convention) and a mask of those with depth."""
         K, R, t, depth = self._view(name)
-        z = _depth_at(depth, xy)
+        z = depth_at(depth, xy)
         rays = np.linalg.solve(K, np.concatenate([xy + 0.5, np.ones((len(xy), 1))], 1).T).T
         return (rays * z[:, None] - t) @ R, z > 0  # world = R^T (x_cam - t)
 
@@ -76,7 +79,7 @@ class GTMatcher:
         h, w = depth.shape
         inside = in_front & (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
         z = np.zeros(len(xy))
-        z[inside] = _depth_at(depth, xy[inside])
+        z[inside] = depth_at(depth, xy[inside])
         visible = inside & (z > 0) & (np.abs(z - Xc[:, 2]) < self.conf["max_depth_error"] * Xc[:, 2])
         return xy, visible
 
@@ -135,7 +138,7 @@ class GTMatcher:
         return len(X)
 
 
-def _depth_at(depth: np.ndarray, xy: np.ndarray) -> np.ndarray:
+def depth_at(depth: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Bilinear depth at hloc pixel coordinates; 0 where a neighbour is empty or across a depth edge."""
     h, w = depth.shape
     x = np.clip(xy[:, 0], 0, w - 1)

@@ -1,5 +1,8 @@
 """hloc plugin: ``confs`` presets in hloc's dense-matcher shape and a BaseModel matcher, registered on demand.
 
+``confs["loftr"]`` / ``confs["loftr-indoor"]`` run LoFTR from the official checkpoint files through the same
+model (``model.variant``: loftr | loftr-indoor; ``l2m_sfm.loftr_matcher``).
+
 Usage with an installed hloc (never imported by l2m-sfm otherwise)::
 
     from l2m_sfm import hloc as l2m_hloc
@@ -45,6 +48,12 @@ confs: dict[str, dict[str, Any]] = {
                  "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
     "l2m++": {"output": "matches-l2mpp", "model": {"name": "l2m", "variant": "l2m++"},
               "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
+    # LoFTR from the official file in $L2M_HOME/checkpoints (or model.weights); never downloaded, unlike
+    # hloc's own `loftr` conf, which asks kornia for pretrained weights
+    "loftr": {"output": "matches-loftr-official", "model": {"name": "l2m", "variant": "loftr"},
+              "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
+    "loftr-indoor": {"output": "matches-loftr-indoor-official", "model": {"name": "l2m", "variant": "loftr-indoor"},
+                     "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
 }
 # keypoint-anchored presets (match_anchored below): "anchored" holds l2m_sfm.match_anchored keys except anchors
 anchored_confs: dict[str, dict[str, Any]] = {
@@ -52,6 +61,7 @@ anchored_confs: dict[str, dict[str, Any]] = {
                      "anchored": {"combine": "none", "radius_px": 2.0, "min_certainty": 0.05,
                                   "gate": {"min_agreement": 8, "agree_radius_px": 4.0, "min_area": 0.0}}},
 }
+LOFTR_VARIANTS = {"loftr": "outdoor", "loftr-indoor": "indoor"}  # model.variant -> l2m_sfm.loftr_matcher variant
 
 model_default_conf: dict[str, Any] = {
     "variant": "l2m-tiny",
@@ -66,8 +76,10 @@ model_default_conf: dict[str, Any] = {
     "normalize": None,
     "num_samples": 5000,
     "sample_thresh": 0.05,
+    "sampling": None,  # None: "balanced" | "reciprocal" (l2m.models.sampling.reciprocal_sample)
     "seed": 0,
     "max_num_matches": None,  # keep the top-k by certainty
+    "match_thr": 0.2,  # LoFTR variants only: coarse dual-softmax threshold (official configs: 0.2)
 }
 
 
@@ -84,6 +96,11 @@ def make_model_class(base: type, module_name: str = MODULE_NAME) -> type:
 
             from l2m_sfm.l2m_matcher import model_conf_of
 
+            if conf["variant"] in LOFTR_VARIANTS:
+                from l2m_sfm.loftr_matcher import load_network
+
+                self.net = load_network(LOFTR_VARIANTS[conf["variant"]], conf["weights"], conf["match_thr"])
+                return
             model_conf = model_conf_of(conf)
             self.net = build_model(conf["variant"], weights=conf["weights"], coarse_weights=conf["coarse_weights"],
                                    conf=model_conf)
@@ -91,11 +108,25 @@ def make_model_class(base: type, module_name: str = MODULE_NAME) -> type:
         def _forward(self, data: dict) -> dict:
             im0, im1 = (im.expand(3, -1, -1) if im.shape[0] == 1 else im
                         for im in (data["image0"][0], data["image1"][0]))
+            if self.conf["variant"] in LOFTR_VARIANTS:
+                return self._forward_loftr(im0.float(), im1.float())
             out = self.net.match(im0.float(), im1.float())
             gen = torch.Generator().manual_seed(int(self.conf["seed"]))
             matches, scores = self.net.sample(out, generator=gen)
             (h0, w0), (h1, w1) = im0.shape[-2:], im1.shape[-2:]
             k0, k1 = self.net.to_pixel_coordinates(matches, h0, w0, h1, w1, hloc=True)
+            k = self.conf.get("max_num_matches")
+            if k is not None and len(scores) > k:
+                top = torch.topk(scores, k).indices
+                k0, k1, scores = k0[top], k1[top], scores[top]
+            return {"keypoints0": k0.float(), "keypoints1": k1.float(), "scores": scores.float()}
+
+        def _forward_loftr(self, im0: torch.Tensor, im1: torch.Tensor) -> dict:
+            """RGB (3, H, W) -> LoFTR on grayscale (ITU-R 601 weights); kornia's keypoints are hloc pixels."""
+            w = torch.tensor([0.299, 0.587, 0.114], device=im0.device)[:, None, None]
+            gray = [(im * w).sum(0)[None, None] for im in (im0, im1)]
+            out = self.net({"image0": gray[0], "image1": gray[1]})
+            k0, k1, scores = out["keypoints0"], out["keypoints1"], out["confidence"]
             k = self.conf.get("max_num_matches")
             if k is not None and len(scores) > k:
                 top = torch.topk(scores, k).indices

@@ -5,12 +5,13 @@
 or None = the variant's default file), ``coarse_res`` / ``upsample_res`` (None = variant default,
 0 = no second pass), ``keep_aspect`` (int resolutions at the pair's aspect ratio), ``coarse_levels`` /
 ``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and [4, 2, 1]), ``cycle_px`` (forward-backward check
-in warp pixels; None = variant default, 0 = off), ``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
+in warp pixels; None = variant default, 0 = off), ``normalize``, ``num_samples``, ``sample_thresh``, ``sampling`` ("balanced" | "reciprocal", with
+``reciprocal_stride`` / ``reciprocal_radius`` / ``reciprocal_iterations``), ``cache_size`` (images whose encoder features are kept,
 keyed by image name), ``seed`` (sampling), ``pair_batch``, ``warp_cache`` (HDF5 file keeping each named pair's
 dense warp, so several SfM configurations of one scene run the network once per pair; speed only).
 
 ``match_pair(image0, image1, name0, name1)`` takes RGB uint8 (H, W, 3) and returns the threshold-balanced
-samples of the symmetric warp in pixels of the ORIGINAL images, hloc convention (top-left pixel centre
+(or reciprocal) samples of the symmetric warp in pixels of the ORIGINAL images, hloc convention (top-left pixel centre
 (0, 0)), scores = certainty (1 above sample_thresh).
 
 ``anchor(image0, image1, kps0, kps1, name0, name1, radius_px, min_certainty)`` matches given keypoints (pixels of
@@ -49,6 +50,10 @@ default_conf: dict[str, Any] = {
     "pair_batch": None,
     "cycle_px": None,
     "warp_cache": None,
+    "sampling": None,  # None: "balanced" (threshold-balanced) | "reciprocal" (round-trip grid, MASt3R-style)
+    "reciprocal_stride": None,
+    "reciprocal_radius": None,
+    "reciprocal_iterations": None,
 }
 
 
@@ -70,7 +75,8 @@ def model_conf_of(conf: Mapping[str, Any]) -> dict[str, Any]:
     """The L2M model conf of a matcher conf: keys absent or None keep the variant default, and
     ``upsample_res`` / ``cycle_px`` = 0 switch them off (shared by the PairMatcher and the hloc model)."""
     keys = ("coarse_res", "keep_aspect", "coarse_levels", "upsample_levels", "normalize", "num_samples",
-            "sample_thresh", "cache_size", "pair_batch")
+            "sample_thresh", "cache_size", "pair_batch", "sampling", "reciprocal_stride", "reciprocal_radius",
+            "reciprocal_iterations")
     model_conf = {k: conf[k] for k in keys if conf.get(k) is not None}
     for key in ("upsample_res", "cycle_px"):  # None: variant default; 0: off
         if conf.get(key) is not None:

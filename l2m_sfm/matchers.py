@@ -52,6 +52,7 @@ MATCHERS: dict[str, str] = {
     "l2m-tiny-fast": "l2m_sfm.l2m_matcher:build_l2m_tiny_fast",  # same weights, < 1 s/pair preset
     "l2m-vitb": "l2m_sfm.l2m_matcher:build_l2m_vitb",
     "l2m++": "l2m_sfm.l2m_matcher:build_l2m_pp",
+    "loftr": "l2m_sfm.loftr_matcher:build_loftr",  # official LoFTR checkpoints in kornia's LoFTR
 }
 
 

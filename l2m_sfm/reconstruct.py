@@ -311,7 +311,7 @@ def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool) -> No
 def start_report(conf: dict[str, Any], image_dir: Path, names: list[str], skipped: list[tuple[str, str]],
                  timer: StageTimer) -> dict[str, Any]:
     """The report's first entries (images, config, versions, the live stage timings); prints the listing line."""
-    from l2m_sfm.images import format_listing
+    from l2m.images import format_listing
 
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
     spaced = [n for n in names if any(c.isspace() for c in n)]
@@ -533,8 +533,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pairs", help="exhaustive | sequential:N | retrieval:K | file:PATH "
                                         f"(default: exhaustive up to {EXHAUSTIVE_MAX_IMAGES} images, else retrieval:20)")
     parser.add_argument("--matcher", help=f"matcher name (default {DEFAULT_MATCHER}); see l2m_sfm.matchers")
-    parser.add_argument("--variant", help="L2M model variant (L2M matchers only)")
-    parser.add_argument("--weights", type=Path, help="L2M checkpoint file (L2M matchers only)")
+    parser.add_argument("--variant", help="L2M model variant, or LoFTR's outdoor / indoor (L2M matchers and loftr only)")
+    parser.add_argument("--weights", type=Path, help="checkpoint file of an L2M matcher or of loftr (e.g. outdoor_ds.ckpt)")
     parser.add_argument("--coarse-weights", type=Path,
                         help="coarse-encoder ViT file of l2m++ / l2m-vitb (default: found in $L2M_HOME/checkpoints)")
     parser.add_argument("--mapper", choices=("incremental", "global"))
@@ -558,8 +558,8 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
         matcher["name"] = args.matcher
     given = [f for f, v in (("--weights", args.weights), ("--coarse-weights", args.coarse_weights),
                             ("--variant", args.variant)) if v]
-    if given:
-        _check_l2m_flags(matcher.get("name") or DEFAULT_MATCHER, given[0])
+    for flag in given:
+        _check_l2m_flags(matcher.get("name") or DEFAULT_MATCHER, flag)
     if args.variant:
         matcher.setdefault("conf", {})["variant"] = args.variant
     if args.weights:
@@ -579,14 +579,22 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return conf
 
 
+WEIGHTED_MODULES = ("l2m_sfm.l2m_matcher", "l2m_sfm.loftr_matcher")  # matchers whose conf has weights / variant
+
+
 def _check_l2m_flags(matcher: str, flag: str) -> None:
-    """--weights / --coarse-weights / --variant belong to L2M matchers; any other matcher would fail later on an unknown conf key."""
+    """--weights / --coarse-weights / --variant belong to L2M matchers (and --weights / --variant to LoFTR); others
+    would fail later on an unknown conf key."""
     from l2m_sfm.matchers import MATCHERS, matcher_entry
 
-    if matcher_entry(matcher)[0] != "l2m_sfm.l2m_matcher":
-        l2m = ", ".join(n for n, e in MATCHERS.items() if e.startswith("l2m_sfm.l2m_matcher"))
-        raise ConfigError(f"{flag} is for L2M matchers ({l2m}); matcher {matcher} takes none: drop {flag} or "
-                          "pass --matcher l2m-tiny")
+    module = matcher_entry(matcher)[0]
+    if flag == "--coarse-weights" and module != "l2m_sfm.l2m_matcher":
+        raise ConfigError(f"--coarse-weights is for l2m++ and l2m-vitb (their ViT file); matcher {matcher} takes "
+                          "none: drop it")
+    if module not in WEIGHTED_MODULES:
+        names = ", ".join(n for n, e in MATCHERS.items() if e.split(":")[0] in WEIGHTED_MODULES)
+        raise ConfigError(f"{flag} is for L2M matchers and LoFTR ({names}); matcher {matcher} takes none: drop "
+                          f"{flag} or pass --matcher l2m-tiny")
 
 
 def check_device(device: str) -> None:

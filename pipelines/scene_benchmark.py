@@ -85,6 +85,29 @@ def per_scene_table(rows: list[dict[str, Any]], runs: dict[str, list[dict[str, A
     return "\n".join(lines), out
 
 
+def metric_results(args: argparse.Namespace, rows: list[dict[str, Any]], pairs: list[BenchPair],
+                   scene_dirs: dict[str, Path]) -> dict[str, Any]:
+    """Map-free metrics of every matcher's cached matches on the pairs whose first image has a depth map."""
+    from l2m.config import merge_conf, parse_overrides
+    from l2m_bench.files import PredictionCache
+    from l2m_bench.metric_pose import default_conf, evaluate_metric_cache, scene_depth_loader, summarize_metric
+
+    conf = merge_conf(default_conf, parse_overrides(args.metric or []), "metric")
+    depth_of = scene_depth_loader(scene_dirs)
+    summary, per_pair = [], {}
+    for row in rows:
+        records = evaluate_metric_cache(pairs, PredictionCache.open(Path(row["prediction_cache"])), depth_of,
+                                        conf, args.seed)
+        if not records:
+            raise BenchmarkDataError("--metric: no pair has a depth map for its first image "
+                                     "(<scene>/depth/<image stem>.npz, as datasets/samples/toybox)")
+        summary.append({"matcher": row["matcher"], **summarize_metric(records)})
+        per_pair[row["matcher"]] = records
+    per_scene = [{"scene": scene, "matcher": m, **summarize_metric([r for r in recs if r["info"]["scene"] == scene])}
+                 for m, recs in per_pair.items() for scene in dict.fromkeys(r["info"]["scene"] for r in recs)]
+    return {"conf": conf, "summary": summary, "per_scene": per_scene, "pairs": per_pair}
+
+
 def run_sfm(args: argparse.Namespace, scenes: list[Path]) -> list[dict[str, Any]]:
     """Reconstruct every scene with every matcher (l2m_sfm.reconstruct) and score it against gt/
     (l2m_sfm.evaluate: registration, camera errors after Sim(3) alignment, pairwise AUC over all image pairs)."""
@@ -142,6 +165,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=("pairs", "sfm"), default="pairs",
                         help="pairs: two-view relative pose AUC; sfm: reconstruct + evaluate against gt/")
     parser.add_argument("--max-gap", type=int, default=3, help="pair rule when a scene has no pairs.txt")
+    parser.add_argument("--metric", nargs="*", metavar="KEY=VALUE",
+                        help="also score the METRIC pose of every pair whose first image has a depth map "
+                             "(<scene>/depth/<stem>.npz): matches lifted with that depth, PnP, Map-free metrics "
+                             "(VCRE, 90 px precision, AUC, median t / R errors); optional l2m_bench.metric_pose "
+                             "overrides, e.g. threshold=4")
     parser.add_argument("--sfm-conf", nargs="*", default=[], metavar="KEY=VALUE",
                         help="--mode sfm: l2m_sfm.reconstruct conf overrides, e.g. pairs=sequential:3 "
                              "camera.mode=single")
@@ -157,12 +185,31 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
             return run_sfm(args, scenes), {}
         pairs, scene_dirs = load_scenes(scenes, args.max_gap)
         benchmark = "scenes_" + "+".join(sorted({s.parent.name for s in scenes}))
+        metric: dict[str, Any] = {}
+
+        def page_tables(rows: list[dict], runs: dict) -> dict[str, Any]:
+            tables = {"Per scene": per_scene_table(rows, runs)[1]}
+            if args.metric is not None:
+                metric.update(metric_results(args, rows, pairs[:args.limit], scene_dirs))
+                tables["Metric pose (Map-free metrics)"] = metric["summary"]
+                tables["Metric pose per scene"] = metric["per_scene"]
+            return tables
+
         rows, runs = run_two_view(args, "scenes", benchmark, pairs,
                                   lambda ps: resolve_images(ps, lambda n: scene_image(scene_dirs, n), "scene"),
-                                  extra={"scenes": {s.name: str(s) for s in scenes}},
-                                  page_tables=lambda rows, runs: {"Per scene": per_scene_table(rows, runs)[1]})
+                                  extra={"scenes": {s.name: str(s) for s in scenes}}, page_tables=page_tables)
     except BenchmarkDataError as e:
         raise SystemExit(f"error: {e}")
+    if metric:
+        from l2m_bench.metric_pose import format_metric_table
+
+        table = format_metric_table(metric["summary"])
+        if len(scenes) > 1:
+            table += "\nper scene:\n" + format_metric_table(
+                [{**r, "matcher": f"{r['scene']}: {r['matcher']}"} for r in metric["per_scene"]])
+        print(f"metric pose (first image's depth + PnP, {metric['conf']}); Map-free metrics:\n{table}")
+        write_json({**metric, "table": table.splitlines(), "versions": package_versions()},
+                   args.output / "results_metric.json")
     if rows:
         table, per_scene = per_scene_table(rows, runs)
         print(table)

@@ -37,7 +37,7 @@ from torch import nn
 from ..config import merge_conf
 from .decoder import Decoder
 from .gp import cell_centres
-from .sampling import match_keypoints, sample_matches, to_pixel_coordinates
+from .sampling import match_keypoints, reciprocal_sample, sample_matches, to_pixel_coordinates
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,6 +55,10 @@ default_conf: dict[str, Any] = {
     "sample_thresh": 0.05,
     "num_samples": 10000,
     "kde_refs": "auto",  # None: exact KDE (upstream); int: subset estimate; "auto": exact on CUDA, 1024 on CPU
+    "sampling": "balanced",  # "balanced": threshold-balanced KDE sampling (upstream) | "reciprocal" (symmetric only)
+    "reciprocal_stride": 8,  # reciprocal: grid step in warp pixels
+    "reciprocal_radius": 1.0,  # reciprocal: round trip A->B->A must return within this many warp pixels
+    "reciprocal_iterations": 3,  # reciprocal: round trips followed before a point is given up
     "cache_size": 0,  # number of images whose features are cached (needs names)
     "pair_batch": 4,  # pairs decoded together in match_batch
 }
@@ -352,9 +356,21 @@ class L2M(nn.Module):
     # ------------------------------------------------------------------------------------------ sparse output
     def sample(self, out: MatchOutput, num: int | None = None, threshold: float | None = None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Threshold-balanced sampling -> ((n, 4) normalised matches (x_A, y_A, x_B, y_B), (n,) certainty)."""
+        """Sparse matches of a dense output -> ((n, 4) normalised matches (x_A, y_A, x_B, y_B), (n,) certainty).
+
+        ``conf["sampling"]``: "balanced" (threshold-balanced, certainties above the threshold set to 1) or
+        "reciprocal" (grid points whose A->B->A / B->A->B round trip returns, raw certainties; see
+        ``sampling.reciprocal_sample``)."""
         num = self.conf["num_samples"] if num is None else num
         threshold = self.conf["sample_thresh"] if threshold is None else threshold
+        if self.conf["sampling"] == "reciprocal":
+            if not out.symmetric:
+                raise ValueError("sampling='reciprocal' needs a symmetric match (conf symmetric=True)")
+            return reciprocal_sample(out.warp, out.certainty, num, threshold, self.conf["reciprocal_stride"],
+                                     self.conf["reciprocal_radius"], self.conf["reciprocal_iterations"],
+                                     generator=generator)
+        if self.conf["sampling"] != "balanced":
+            raise ValueError(f"sampling={self.conf['sampling']!r}; use 'balanced' or 'reciprocal'")
         refs = self.conf["kde_refs"]
         if refs == "auto":
             refs = None if out.warp.device.type == "cuda" else 1024

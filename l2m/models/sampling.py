@@ -1,4 +1,4 @@
-"""Sparse matches from a dense warp: threshold-balanced sampling, keypoint matching, pixel conversion.
+"""Sparse matches from a dense warp: threshold-balanced or reciprocal sampling, keypoint matching, pixels.
 
 Coordinates are normalised to [-1, 1] with pixel centres at -1 + (2i+1)/N, matches as (x_A, y_A, x_B, y_B).
 """
@@ -60,6 +60,82 @@ def sample_matches(warp: torch.Tensor, certainty: torch.Tensor, num: int = 10000
     p[density < 10] = 1e-7
     sel = torch.multinomial(p, min(num, len(good)), replacement=False, generator=generator)
     return good[sel], good_cert[sel]
+
+
+def _lookup(field: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of a (H, W, C) field at (n, 2) normalised points -> (n, C); border values outside."""
+    out = F.grid_sample(field.permute(2, 0, 1)[None].float(), xy[None, None].float(), mode="bilinear",
+                        padding_mode="border", align_corners=False)
+    return out[0, :, 0].T
+
+
+def _round_trip(start: torch.Tensor, fwd: torch.Tensor, bwd: torch.Tensor, radius: float, iterations: int,
+                hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed points of x -> bwd(fwd(x)) reached from `start` (n, 2) normalised points.
+
+    Each point follows the round trip up to `iterations` times; it converges when one round trip moves it by
+    less than `radius` pixels of the (H, W) warp grid (MASt3R's fast reciprocal matching follows nearest
+    neighbours the same way until they stop moving). Returns (x, fwd(x), converged mask).
+    """
+    scale = torch.tensor([hw[1] / 2, hw[0] / 2], device=start.device)
+    x = start.float().clone()
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    y = torch.empty_like(x)
+    active = torch.arange(len(x), device=x.device)
+    for _ in range(max(1, iterations)):
+        if len(active) == 0:
+            break
+        xa = x[active]
+        ya = _lookup(fwd, xa)
+        back = _lookup(bwd, ya)
+        ok = ((back - xa) * scale).norm(dim=-1) < radius
+        y[active[ok]] = ya[ok]
+        done[active[ok]] = True
+        x[active[~ok]] = back[~ok]  # start the next round trip where this one landed
+        active = active[~ok]
+    return x, y, done
+
+
+def reciprocal_sample(warp: torch.Tensor, certainty: torch.Tensor, num: int = 10000, thresh: float = 0.05,
+                      stride: int = 8, radius: float = 1.0, iterations: int = 3,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reciprocal sampling of a symmetric (H, 2W, 4) warp -> ((n, 4) matches, (n,) certainties), n <= num.
+
+    A regular grid of A (every `stride` warp pixels, offset stride // 2) is sent to B by the A->B warp and back
+    by the B->A warp; the points whose round trip returns within `radius` warp pixels are kept (after up to
+    `iterations` round trips, each starting where the previous one landed, and only if the point converged
+    inside its grid cell: within stride / 2 warp pixels of where it started), and likewise from a grid of B.
+    Start points need certainty > thresh. Certainties are those of the start pixel; when more than `num`
+    survive, `num` are drawn uniformly at random (the grid already spreads them evenly).
+    """
+    h, w2 = certainty.shape[-2:]
+    w = w2 // 2
+    if w2 != 2 * w or warp.shape[:2] != (h, w2):
+        raise ValueError(f"reciprocal_sample needs a symmetric (H, 2W, 4) warp, got {tuple(warp.shape)}")
+    a2b, b2a = warp[:, :w, 2:], warp[:, w:, :2]  # A grid -> B, B grid -> A
+    cert_a, cert_b = certainty[:, :w].float(), certainty[:, w:].float()
+    off = stride // 2
+    rows = torch.arange(off, h, stride, device=warp.device)
+    cols = torch.arange(off, w, stride, device=warp.device)
+    grid = warp[:, :w, :2][rows][:, cols].reshape(-1, 2)  # A and B share the warp's normalised grid
+    ca, cb = cert_a[rows][:, cols].reshape(-1), cert_b[rows][:, cols].reshape(-1)
+    parts, certs = [], []
+    for fwd, bwd, cert, fwd_cert, swap in ((a2b, b2a, ca, cert_a, False), (b2a, a2b, cb, cert_b, True)):
+        start = grid[cert > thresh]
+        x, y, ok = _round_trip(start, fwd, bwd, radius, iterations, (h, w))
+        drift = ((x - start) * torch.tensor([w / 2, h / 2], device=x.device)).abs().amax(dim=-1)
+        ok &= drift <= stride / 2  # a grid cell gives at most one match, inside the cell: no pile-ups
+        x, y = x[ok], y[ok]
+        c = _lookup(fwd_cert[..., None], x)[:, 0]
+        keep = c > thresh
+        x, y, c = x[keep], y[keep], c[keep]
+        parts.append(torch.cat((y, x) if swap else (x, y), dim=1))
+        certs.append(c)
+    matches, cert = torch.cat(parts), torch.cat(certs)
+    if len(matches) > num:
+        sel = torch.randperm(len(matches), generator=generator)[:num].to(matches.device)
+        matches, cert = matches[sel], cert[sel]
+    return matches, cert
 
 
 def match_keypoints(x_a: torch.Tensor, x_b: torch.Tensor, warp: torch.Tensor, certainty: torch.Tensor,

@@ -52,6 +52,7 @@ def test_confs_have_hloc_dense_shape():
     for name, conf in plugin.confs.items():
         assert set(conf) == {"output", "model", "preprocessing", "max_error", "cell_size"}
         assert conf["model"]["name"] == "l2m" and conf["output"].startswith("matches-")
+        assert conf["model"]["variant"] in (*plugin.LOFTR_VARIANTS, "l2m-tiny", "l2m-tiny-fast", "l2m-vitb", "l2m++")
         assert conf["preprocessing"]["grayscale"] is False
         assert conf["max_error"] > 0 and conf["cell_size"] >= conf["max_error"]
     assert len({c["output"] for c in plugin.confs.values()}) == len(plugin.confs)
@@ -93,6 +94,24 @@ def test_model_forward_contract(registered):
     assert k0[:, 0].min() >= -0.5 and k0[:, 0].max() <= 63.5 and k0[:, 1].max() <= 47.5
     assert k1[:, 0].max() <= 55.5 and k1[:, 1].max() <= 39.5
     assert len(k0) < 150 or torch.all(s[:-1] >= s[1:])  # truncated by top-k: sorted by certainty
+
+
+def test_loftr_confs_run_the_official_file(registered, tmp_path):
+    """confs["loftr"]: the model loads LoFTR from the given file (official layout, random weights) and returns
+    keypoints in pixels of the preprocessed RGB images."""
+    from l2m_sfm.loftr_matcher import write_random_checkpoint
+
+    path = write_random_checkpoint(tmp_path / "outdoor_ds.ckpt")
+    model = registered(dict(plugin.confs["loftr"]["model"], weights=str(path), match_thr=0.0)).eval()
+    assert type(model.net).__name__ == "LoFTR"
+    rng = np.random.default_rng(1)
+    im0 = torch.from_numpy(rng.random((1, 3, 96, 128), dtype=np.float32))
+    im1 = torch.from_numpy(rng.random((1, 3, 80, 112), dtype=np.float32))
+    with torch.no_grad():
+        pred = model({"image0": im0, "image1": im1})
+    k0, k1 = pred["keypoints0"], pred["keypoints1"]
+    assert len(k0) > 0 and k0.shape == k1.shape and pred["scores"].shape == (len(k0),)
+    assert k0[:, 0].max() <= 127.5 and k1[:, 0].max() <= 111.5 and k1[:, 1].max() <= 79.5
 
 
 def test_register_without_hloc_gives_a_clear_error(monkeypatch):

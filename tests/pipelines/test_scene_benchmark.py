@@ -59,6 +59,29 @@ def test_exact_matches_give_near_zero_error_on_every_scene(synthetic_scenes, tmp
     assert (out / "plots" / "worst" / "poselib" / "oracle_worst1.png").exists()
 
 
+def test_metric_option_scores_exact_matches_with_zero_vcre(tmp_path, capsys):
+    """--metric on the sample scene (depth/ beside images/) with the exact `gt` matcher: PnP on lifted exact
+    matches gives the metric pose, VCRE ~0 px, every pair accepted; results_metric.json and the page table."""
+    sample = REPO / "datasets" / "samples" / "toybox"
+    out = tmp_path / "out"
+    sb.main(["--scenes", str(sample), "--matchers", "gt", "--matcher-conf", f"gt.scene={sample}", "gt.step=16",
+             "--output", str(out), "--limit", "3", "--no-plots", "--metric", "threshold=2"])
+    res = json.loads((out / "results_metric.json").read_text())
+    assert res["conf"]["threshold"] == 2
+    (row,) = res["summary"]
+    assert row["matcher"] == "gt" and row["num_pairs"] == 3 and row["vcre_precision@90px"] == 1.0
+    assert row["median_vcre_px"] < 0.5 and row["median_err_t_m"] < 0.01 and row["median_err_R_deg"] < 0.1
+    assert "VCRE med" in capsys.readouterr().out
+    assert "Metric pose (Map-free metrics)" in (out / "results.html").read_text()
+
+
+def test_metric_option_without_depth_maps_is_one_clear_error(synthetic_scenes, tmp_path):
+    root, _ = synthetic_scenes
+    with pytest.raises(SystemExit, match="no pair has a depth map"):
+        sb.main(["--scenes", str(root), "--matchers", "oracle", "--output", str(tmp_path / "o"), "--no-plots",
+                 "--limit", "2", "--metric"])
+
+
 def test_bad_scene_folders_are_reported(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="neither a scene"):

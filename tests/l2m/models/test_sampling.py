@@ -143,3 +143,90 @@ def test_anchor_matches_need_the_backward_warp_to_agree():
     broken = warp.clone()
     broken[:, w:, :2] = broken[:, w:, :2] + 0.1  # B -> A points 8 px away from where A -> B came from
     assert len(anchor_matches(xa, xb, broken, cert)[0]) == 0
+
+
+# ---------------------------------------------------------------------------------------------- reciprocal
+def _affine_symmetric_warp(h: int, w: int, M: torch.Tensor, b: torch.Tensor):
+    """Exact symmetric warp of x_B = M x_A + b (normalised coordinates): (H, 2W, 4) and certainty (H, 2W),
+    certainty 0 where the other image is left (as L2M's _finish does)."""
+    g = cell_centres(h, w)
+    a2b = g @ M.T + b
+    b2a = (g - b) @ torch.linalg.inv(M).T
+    inside = lambda f: (f.abs() <= 1).all(-1).float()  # noqa: E731
+    warp = torch.cat((torch.cat((g, a2b.clamp(-1, 1)), -1), torch.cat((b2a.clamp(-1, 1), g), -1)), dim=1)
+    return warp, torch.cat((inside(a2b), inside(b2a)), dim=1)
+
+
+def _px(d: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return (d * torch.tensor([w / 2, h / 2])).norm(dim=-1)
+
+
+def test_reciprocal_cycle_property_on_an_exact_warp():
+    """Every kept match lies on the exact warp and its round trip returns within the radius; every grid point
+    of A (and of B) whose image falls inside the other image is kept (10 x 12 + 10 x 12 grid points here)."""
+    from l2m.models.sampling import reciprocal_sample
+
+    h, w = 80, 96
+    ang = torch.tensor(0.2)
+    M = 0.9 * torch.tensor([[torch.cos(ang), -torch.sin(ang)], [torch.sin(ang), torch.cos(ang)]])
+    b = torch.tensor([0.15, -0.1])
+    warp, cert = _affine_symmetric_warp(h, w, M, b)
+    m, c = reciprocal_sample(warp, cert, num=100000, stride=8, radius=0.5, iterations=1)
+    assert torch.all(c > 0.05)
+    # on the exact warp: x_B = M x_A + b, to ~1e-5 (bilinear interpolation of an affine field is exact)
+    assert _px(m[:, 2:] - (m[:, :2] @ M.T + b), h, w).max() < 1e-3
+    # expected count: grid points (offset 4, step 8) of A and of B whose image is inside the other image
+    g = cell_centres(h, w)[4::8, 4::8].reshape(-1, 2)
+    n_a = int(((g @ M.T + b).abs() <= 1).all(-1).sum())
+    n_b = int((((g - b) @ torch.linalg.inv(M).T).abs() <= 1).all(-1).sum())
+    assert len(m) == n_a + n_b and 0 < n_a < 120 and 0 < n_b < 120
+
+
+def test_reciprocal_drops_points_whose_round_trip_misses():
+    """B->A shifted by 3 px over the left half of B: the round trips through there miss by 3 px and are
+    dropped (radius 1 px), whatever the iteration count; the others are kept."""
+    from l2m.models.sampling import reciprocal_sample
+
+    h, w = 64, 64
+    warp, cert = _affine_symmetric_warp(h, w, torch.eye(2), torch.zeros(2))
+    bad = warp.clone()
+    bad[:, w:w + w // 2, 0] += 3 * 2 / w  # B->A x coordinate + 3 px on B's left half
+    for iterations in (1, 3):
+        m, _ = reciprocal_sample(bad, cert, num=100000, stride=4, radius=1.0, iterations=iterations)
+        kept_a = m[:, 0] < 0  # matches whose A point lies in the left half
+        assert len(m) > 0 and not torch.any(kept_a)
+    ok, _ = reciprocal_sample(warp, cert, num=100000, stride=4, radius=1.0)
+    assert len(ok) == 2 * 16 * 16
+
+
+def test_reciprocal_iterations_reach_the_fixed_point_inside_the_cell():
+    """Round trip x -> 0.75 x (a contracting B->A, fixed point at the image centre): one trip keeps nothing of
+    A's grid (it misses by 0.25 |x| >= 1 px); 40 trips keep the grid points that converge within their cell
+    (stride / 2 = 4 px of drift), and each kept match satisfies the round trip within the radius."""
+    from l2m.models.sampling import reciprocal_sample
+
+    h, w = 64, 64
+    g = cell_centres(h, w)
+    warp = torch.cat((torch.cat((g, 0.5 * g), -1), torch.cat((1.5 * g, g), -1)), dim=1)
+    cert = torch.cat((torch.ones(h, w), torch.zeros(h, w)), dim=1)  # B's grid never starts
+    m1, _ = reciprocal_sample(warp, cert, num=100000, stride=8, radius=1.0, iterations=1)
+    m40, _ = reciprocal_sample(warp, cert, num=100000, stride=8, radius=1.0, iterations=40)
+    assert len(m1) == 0 and len(m40) == 4  # the 4 grid points at (±4, ±4) px from the centre: drift 4 px
+    assert _px(0.75 * m40[:, :2] - m40[:, :2], h, w).max() < 1.0
+    assert torch.allclose(m40[:, 2:], 0.5 * m40[:, :2])
+
+
+def test_l2m_sample_dispatches_on_the_sampling_conf():
+    from l2m.models.matcher import MatchOutput
+    from l2m.models.zoo import build_model
+
+    model = build_model("l2m-tiny", conf={"sampling": "reciprocal", "reciprocal_stride": 8})
+    warp, cert = _affine_symmetric_warp(64, 64, torch.eye(2), torch.tensor([0.25, 0.0]))
+    out = MatchOutput(warp, cert, warp, cert, True)
+    m, c = model.sample(out, num=50, generator=torch.Generator().manual_seed(0))
+    assert len(m) == 50 and torch.allclose(m[:, 2], m[:, 0] + 0.25, atol=1e-5)
+    model.conf["sampling"] = "bogus"
+    import pytest
+
+    with pytest.raises(ValueError, match="balanced"):
+        model.sample(out, num=50)
