@@ -4,7 +4,7 @@ Names are POSIX paths relative to the image root (they become COLMAP image names
 `read_image` always returns RGB uint8 (H, W, 3) with the EXIF orientation applied, whatever the file holds:
 grayscale, palette, RGBA (composited on white), CMYK, 16-bit or float (rescaled by the image's own value range).
 
-The listing stage of `reconstruct` runs alone as ``python -m l2m.images --images DIR``.
+The listing stage of `reconstruct` runs alone as ``python -m l2m_sfm.images --images DIR``.
 """
 from __future__ import annotations
 

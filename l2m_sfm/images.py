@@ -1,4 +1,4 @@
-"""The listing stage of reconstruct, alone: ``python -m l2m.images --images DIR`` prints the images found and
+"""The listing stage of reconstruct, alone: ``python -m l2m_sfm.images --images DIR`` prints the images found and
 every file skipped with its reason (reading itself lives in l2m.images, shared with training)."""
 from __future__ import annotations
 

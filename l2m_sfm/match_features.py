@@ -128,7 +128,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="matcher conf as key=value")
     args = parser.parse_args(argv)
     from l2m.images import list_images
-    from l2m.images import format_listing
+    from l2m_sfm.images import format_listing
 
     names, skipped = list_images(args.images)
     if skipped:

@@ -193,7 +193,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     from l2m.images import list_images
-    from l2m.images import format_listing
+    from l2m_sfm.images import format_listing
 
     names, skipped = list_images(args.images)
     if skipped:

@@ -311,7 +311,7 @@ def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool) -> No
 def start_report(conf: dict[str, Any], image_dir: Path, names: list[str], skipped: list[tuple[str, str]],
                  timer: StageTimer) -> dict[str, Any]:
     """The report's first entries (images, config, versions, the live stage timings); prints the listing line."""
-    from l2m.images import format_listing
+    from l2m_sfm.images import format_listing
 
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
     spaced = [n for n in names if any(c.isspace() for c in n)]

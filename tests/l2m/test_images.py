@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from l2m.images import ImageReadError, image_size, list_images, read_image
-from l2m.images import main
+from l2m_sfm.images import main
 
 
 def _gradient(w=40, h=24):
