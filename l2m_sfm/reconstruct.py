@@ -27,6 +27,8 @@ from typing import Any, Iterator
 from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
 from l2m_sfm import colmap
 from l2m_sfm import report as report_mod
+from l2m_sfm import shards as shards_mod
+from l2m_sfm.shards import Shards
 
 # Best baseline on ../shared/data/strecha (see benchmarks/sfm_smoke.py and the README); replaced by the
 # shipped L2M variant once it is trained.
@@ -124,21 +126,26 @@ def _key(*parts: Any) -> str:
 
 
 def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_path: Path,
-                 features_path: Path, matches_path: Path, overwrite: bool) -> dict[str, Any]:
-    """Match every pair with the configured matcher (dense or sparse path); resumes per pair."""
+                 features_path: Path, matches_path: Path, overwrite: bool, shards: Shards | None = None
+                 ) -> dict[str, Any]:
+    """Match every pair with the configured matcher (dense or sparse path); resumes per pair.
+
+    Under torchrun (`shards`), every rank matches its block on its own device; rank 0 merges."""
     from l2m_sfm.matchers import get_matcher
 
-    matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], conf["device"])
+    sh = shards or Shards()
+    matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], sh.device(conf["device"]))
     if getattr(matcher, "dense", False):
         from l2m_sfm import match_dense
 
         stats = match_dense.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
-                                 matches_path, overwrite=overwrite, progress=True)
+                                 matches_path, overwrite=overwrite, progress=sh.is_main, shards=sh)
     else:
         from l2m_sfm import match_features
 
         stats = match_features.main(dict(conf["matching"], matcher=matcher), image_dir, names, pairs_path,
-                                    features_path, matches_path, overwrite=overwrite, progress=True)
+                                    features_path, matches_path, overwrite=overwrite, progress=sh.is_main,
+                                    shards=sh)
     stats = dict(stats or {})
     stats["dense"] = bool(getattr(matcher, "dense", False))
     return stats
@@ -190,9 +197,10 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
         raise ReconstructionError(f"{image_dir} holds {len(names)} readable image(s){detail}; SfM needs at least "
                                   "2 overlapping photos (jpg, png, tif, webp, bmp)")
     conf = resolve_conf(conf, len(names))
+    sh = shards_mod.setup(str(conf["device"]))  # torchrun: process group, this rank's device / threads
     # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
     conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
-    if overwrite and output.exists():
+    if overwrite and output.exists() and sh.is_main:
         for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", NOPRIOR_DB, "sfm", "report.json",
                      "matches"):
             p = output / item
@@ -204,27 +212,36 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
         if changed:
             raise ConfigError(f"{output} holds results made with a different {', '.join(changed)}; "
                               "use --overwrite to redo them or choose another --output")
-    write_conf(conf, old_conf_path)
+    sh.barrier()  # every rank has read config.json
+    if sh.is_main:
+        write_conf(conf, old_conf_path)
     pairs_path, features_path = output / "pairs.txt", output / "features.h5"
     matches_path, database = output / "matches.h5", output / "database.db"
     report: dict[str, Any] = {
         "images": {"root": str(image_dir), "found": len(names), "skipped": [
             {"name": n, "reason": r} for n, r in skipped]},
         "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
+        "processes": {"world_size": sh.world, "device": conf["device"]},
     }
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
 
     with timer("pairs"):
         # regenerated every run (cheap; retrieval caches its descriptors) so added images get paired too
         before = pairs_path.read_text() if pairs_path.exists() else None
-        pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
+        sh.barrier()
+        if sh.is_main:
+            pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
+        sh.barrier()
         pairs = pairs_mod.parse_pairs(pairs_path, names)
         reuse = before == pairs_path.read_text()
     report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "unchanged": reuse}
 
     with timer("matching"):
         report["matching"] = run_matching(conf, image_dir, names, pairs_path, features_path, matches_path,
-                                          overwrite)
+                                          overwrite, sh)
+    if not sh.is_main:  # rank 0 alone verifies and maps
+        print(f"[rank {sh.rank}/{sh.world}] matching shard done in {timer.seconds['matching']:.1f} s", flush=True)
+        return output / "sfm"
     previous = _read_json(output / "report.json")
     stats = report["matching"]
     nothing_new = reuse and stats.get("pairs_computed", 1) == 0 and stats.get("images_extracted", 0) == 0 \
