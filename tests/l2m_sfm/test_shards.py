@@ -40,8 +40,10 @@ def _command(nproc: int, images: Path, out: Path, *extra: str) -> list[str]:
             "--master_port", str(29500 + os.getpid() % 1000), *args]
 
 
-def _run(nproc: int, images: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(_command(nproc, images, out, *extra), env=_env(), capture_output=True, text=True,
+def _run(nproc: int, images: Path, out: Path, *extra: str, threads: int | None = None
+         ) -> subprocess.CompletedProcess:
+    env = _env() if threads is None else {**_env(), "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(_command(nproc, images, out, *extra), env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -107,12 +109,7 @@ def test_two_processes_give_the_same_features_matches_and_model_as_one(small_sce
     _run(1, small_scene / "images", one, *SIFT)
     log = _run(2, small_scene / "images", two, *SIFT)
     assert "[rank 1/2] matching shard done" in log.stdout
-    for name in ("features.h5", "matches.h5"):
-        a, b = h5_arrays(one / name), h5_arrays(two / name)
-        assert sorted(a) == sorted(b) and len(a) > 0
-        for key in a:
-            assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (name, key)
-    assert not list(two.glob("*.shard-*"))
+    _assert_same_files(one, two, ("features.h5", "matches.h5"))
     r1, r2 = (json.loads((d / "report.json").read_text()) for d in (one, two))
     assert r1["processes"]["world_size"] == 1 and r2["processes"]["world_size"] == 2
     assert r2["matching"]["pairs_computed"] == 21 and r2["matching"]["images_extracted"] == 7
@@ -123,6 +120,31 @@ def test_two_processes_give_the_same_features_matches_and_model_as_one(small_sce
     for im in m1.images.values():
         other = m2.find_image_with_name(im.name)
         assert np.allclose(im.cam_from_world().matrix(), other.cam_from_world().matrix(), atol=1e-9)
+
+
+def _assert_same_files(one: Path, two: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        a, b = h5_arrays(one / name), h5_arrays(two / name)
+        assert sorted(a) == sorted(b) and len(a) > 0
+        for key in a:
+            assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (name, key)
+    assert not list(two.glob("*.shard-*"))
+
+
+@pytest.mark.slow
+def test_seeded_l2m_two_processes_equal_one_at_the_same_threads_per_process(tmp_path):
+    """l2m-tiny-fast on 3 rendered views: same raw, quantised and model outputs for N=1 and N=2.
+
+    Each rank of a 2-process job on this 2-core machine gets 1 torch thread; the single process must run with
+    1 thread too, because float sums (and so the seeded sampling) change with the thread count.
+    """
+    scene = sample_scene.main({**SMALL, "num_views": 3}, tmp_path / "scene")
+    one, two = tmp_path / "n1", tmp_path / "n2"
+    _run(1, scene / "images", one, "--matcher", "l2m-tiny-fast", threads=1)
+    _run(2, scene / "images", two, "--matcher", "l2m-tiny-fast")
+    _assert_same_files(one, two, ("matches-raw.h5", "features.h5", "matches.h5"))
+    m1, m2 = (pycolmap.Reconstruction(str(d / "sfm")) for d in (one, two))
+    assert m1.num_reg_images() == m2.num_reg_images() == 3 and m1.num_points3D() == m2.num_points3D() > 50
 
 
 def _complete_pairs(out: Path) -> set[str]:
