@@ -1,7 +1,7 @@
 """Images in, COLMAP model out: list images -> pairs -> matching -> database -> verification -> mapping.
 
     python -m l2m_sfm.reconstruct --images DIR [--output OUT] [--pairs exhaustive|sequential:N|retrieval:K|file:PATH]
-        [--matcher NAME] [--mapper incremental|global] [--camera-mode auto|single|per-folder|per-image]
+        [--matcher NAME] [--mapper auto|incremental|global] [--camera-mode auto|single|per-folder|per-image]
         [--camera-model SIMPLE_RADIAL] [--intrinsics fx,fy,cx,cy] [--device cpu|cuda] [--overwrite] [key=value ...]
 
 Outputs in OUT (default outputs/<name of DIR>): pairs.txt, features.h5, matches.h5, database.db,
@@ -34,6 +34,9 @@ from l2m_sfm.shards import Shards
 # shipped L2M variant once it is trained.
 DEFAULT_MATCHER = "sift"
 EXHAUSTIVE_MAX_IMAGES = 30  # above this, the default pairing is retrieval:20
+# above this, mapper.type=auto maps globally (GLOMAP in COLMAP 4): incremental mapping repeats bundle
+# adjustment as images are added and grows faster than linearly (docs/scaling.md, benchmarks/scaling.py)
+GLOBAL_MAPPING_ABOVE = 1000
 PP_MIN_IMAGES = 5
 
 default_conf: dict[str, Any] = {
@@ -61,7 +64,8 @@ default_conf: dict[str, Any] = {
     # prior. opensfm_lund's EXIF (35 mm equivalent 35 mm) says 1035 px where bundle adjustment finds
     # 690-760 px: with the prior SIFT incremental mapping registered 3, 3, 2 of 29 (seeds 0-2), without 29,
     # 29, 27 of 29.
-    "mapper": {"type": "incremental", "options": {}, "attempts": 3, "fallback": "global", "fallback_below": 1.0,
+    # type: 'auto' = incremental up to GLOBAL_MAPPING_ABOVE images, global above (recorded in report.json)
+    "mapper": {"type": "auto", "options": {}, "attempts": 3, "fallback": "global", "fallback_below": 1.0,
                "seed": 0, "deterministic": True, "drop_focal_priors": True},
     "device": "cpu",
     "num_match_images": 4,  # pictures of matches written to OUT/matches/
@@ -85,11 +89,21 @@ def resolve_conf(conf: dict[str, Any] | None, num_images: int) -> dict[str, Any]
         conf["pairs"] = "exhaustive" if num_images <= EXHAUSTIVE_MAX_IMAGES else "retrieval:20"
     if conf["matcher"]["name"] is None:
         conf["matcher"]["name"] = DEFAULT_MATCHER
-    if conf["mapper"]["type"] not in ("incremental", "global"):
-        raise ConfigError(f"mapper {conf['mapper']['type']!r}: use incremental or global")
+    if conf["mapper"]["type"] not in ("auto", "incremental", "global"):
+        raise ConfigError(f"mapper {conf['mapper']['type']!r}: use auto, incremental or global")
+    conf["mapper"]["type"] = mapper_choice(conf["mapper"]["type"], num_images)["type"]
     if conf["camera"]["mode"] not in colmap.CAMERA_MODES:
         raise ConfigError(f"camera mode {conf['camera']['mode']!r}: use one of {', '.join(colmap.CAMERA_MODES)}")
     return conf
+
+
+def mapper_choice(requested: str, num_images: int) -> dict[str, Any]:
+    """Which mapper runs and why: {"type", "requested", "reason"} ('auto' switches above GLOBAL_MAPPING_ABOVE)."""
+    if requested != "auto":
+        return {"type": requested, "requested": requested, "reason": "requested"}
+    big = num_images > GLOBAL_MAPPING_ABOVE
+    return {"type": "global" if big else "incremental", "requested": "auto",
+            "reason": f"{num_images} images {'>' if big else '<='} {GLOBAL_MAPPING_ABOVE} (GLOBAL_MAPPING_ABOVE)"}
 
 
 class StageTimer:
@@ -196,6 +210,7 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
         detail = f" ({len(skipped)} files skipped, see above)" if skipped else ""
         raise ReconstructionError(f"{image_dir} holds {len(names)} readable image(s){detail}; SfM needs at least "
                                   "2 overlapping photos (jpg, png, tif, webp, bmp)")
+    requested_mapper = merge_conf(default_conf, conf, "reconstruct")["mapper"]["type"]
     conf = resolve_conf(conf, len(names))
     sh = shards_mod.setup(str(conf["device"]))  # torchrun: process group, this rank's device / threads
     # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
@@ -222,6 +237,7 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
             {"name": n, "reason": r} for n, r in skipped]},
         "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
         "processes": {"world_size": sh.world, "device": conf["device"]},
+        "mapper_choice": mapper_choice(requested_mapper, len(names)),
     }
     print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
 
@@ -431,7 +447,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matcher", help=f"matcher name (default {DEFAULT_MATCHER}); see l2m_sfm.matchers")
     parser.add_argument("--variant", help="L2M model variant (L2M matchers only)")
     parser.add_argument("--weights", type=Path, help="L2M checkpoint file (L2M matchers only)")
-    parser.add_argument("--mapper", choices=("incremental", "global"))
+    parser.add_argument("--mapper", choices=("auto", "incremental", "global"),
+                        help=f"default auto: incremental up to {GLOBAL_MAPPING_ABOVE} images, global above")
     parser.add_argument("--camera-mode", choices=colmap.CAMERA_MODES)
     parser.add_argument("--camera-model", help="COLMAP camera model (default SIMPLE_RADIAL)")
     parser.add_argument("--intrinsics", help="known intrinsics 'fx,fy,cx,cy' (pixels, COLMAP convention)")

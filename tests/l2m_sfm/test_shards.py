@@ -112,6 +112,8 @@ def test_two_processes_give_the_same_features_matches_and_model_as_one(small_sce
     _assert_same_files(one, two, ("features.h5", "matches.h5"))
     r1, r2 = (json.loads((d / "report.json").read_text()) for d in (one, two))
     assert r1["processes"]["world_size"] == 1 and r2["processes"]["world_size"] == 2
+    assert r2["mapper_choice"] == {"type": "incremental", "requested": "auto",
+                                   "reason": "7 images <= 1000 (GLOBAL_MAPPING_ABOVE)"}
     assert r2["matching"]["pairs_computed"] == 21 and r2["matching"]["images_extracted"] == 7
     assert r1["database"]["verified_pairs"] == r2["database"]["verified_pairs"]
     m1, m2 = (pycolmap.Reconstruction(str(d / "sfm")) for d in (one, two))
