@@ -192,3 +192,26 @@ def test_kill_9_of_a_rank_then_rerun_recomputes_nothing_finished(small_scene, tm
     assert rep["matching"]["pairs_reused"] >= len(done)
     assert rep["matching"]["pairs_computed"] == 21 - rep["matching"]["pairs_reused"] < 21
     assert rep["model"]["registered"] == 7 and not shard_files(out / "matches.h5")
+
+
+def test_scene_benchmark_on_two_processes_caches_the_same_matches_and_scores_the_same(tmp_path):
+    """pipelines/scene_benchmark.py on the sample scene: N=1 and N=2 (torchrun) prediction caches and AUCs agree."""
+    scene = REPO / "datasets" / "samples" / "toybox"
+    args = ["--scenes", str(scene), "--matchers", "sift", "--limit", "4", "--no-plots",
+            "--protocol-conf", "resize=long:320"]
+    outs = {}
+    for nproc in (1, 2):
+        out = outs[nproc] = tmp_path / f"n{nproc}"
+        cmd = [str(REPO / "pipelines" / "scene_benchmark.py"), *args, "--output", str(out)]
+        cmd = [sys.executable, *cmd] if nproc == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            "--master_port", str(29600 + os.getpid() % 1000), *cmd]
+        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    (c1,), (c2,) = (list((outs[n] / "predictions").glob("*.h5")) for n in (1, 2))
+    a, b = h5_arrays(c1), h5_arrays(c2)
+    assert sorted(a) == sorted(b) and len(a) >= 4 * 3
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not shard_files(c2)
+    r1, r2 = (json.loads((outs[n] / "results_poselib.json").read_text())["results"][0] for n in (1, 2))
+    assert r1["num_pairs"] == r2["num_pairs"] == 4 and r1["metrics"] == r2["metrics"]
