@@ -245,6 +245,8 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
         # regenerated every run (cheap; retrieval caches its descriptors) so added images get paired too
         before = pairs_path.read_text() if pairs_path.exists() else None
         sh.barrier()
+        if sh.distributed:  # retrieval descriptors: each rank its block
+            pairs_mod.describe_sharded(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir, sh)
         if sh.is_main:
             pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
         sh.barrier()
