@@ -68,8 +68,15 @@ def matching_worker(image_dir: Path, out: Path) -> None:
         record["seconds"][name] = round(time.perf_counter() - t0, 3)
         record["peak_rss_mb"][name] = round(peak_rss_mb(), 1)
 
-    stage("retrieval pairs", lambda: sh.is_main and pairs_mod.main(
-        pairs_mod.conf_from_string(f"retrieval:{RETRIEVAL_K}"), names, pairs_path, image_dir=image_dir))
+    pairs_conf = pairs_mod.conf_from_string(f"retrieval:{RETRIEVAL_K}")
+
+    def retrieval_pairs() -> None:  # as reconstruct does it: descriptors sharded, pairs on rank 0
+        if sh.distributed:
+            pairs_mod.describe_sharded(pairs_conf, names, pairs_path, image_dir, sh)
+        if sh.is_main:
+            pairs_mod.main(pairs_conf, names, pairs_path, image_dir=image_dir)
+
+    stage("retrieval pairs", retrieval_pairs)
     empty = out / f"no-pairs.{sh.rank}.txt"
     empty.write_text("")
     stage("extraction", lambda: match_features.main({"matcher": "sift"}, image_dir, names, empty, features,
