@@ -14,7 +14,7 @@ Two corpora, because no scene of hundreds of real photos with overlap ships with
 
 Writes benchmarks/results/scaling.json (each run: seconds per stage, peak RSS per rank, pairs, HDF5 bytes;
 fitted growth t = a * n^b per stage) and benchmarks/results/scaling.png. A run already in the JSON is
-kept unless --redo. Peak RSS is the process's high-water mark (ru_maxrss) at the end of each stage, so it
+kept unless --redo. Each run records the 1-minute load average of the machine (other jobs share it). Peak RSS is the process's high-water mark (ru_maxrss) at the end of each stage, so it
 covers that stage and every one before it.
 """
 from __future__ import annotations
@@ -88,6 +88,7 @@ def matching_worker(image_dir: Path, out: Path) -> None:
 
         record.update(images=len(names), pairs=len(parse_pairs(pairs_path)),
                       features_bytes=features.stat().st_size, matches_bytes=matches.stat().st_size)
+    record["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     (out / f"rank{sh.rank}.json").write_text(json.dumps(record, indent=1))
 
 
@@ -100,7 +101,7 @@ def mapping_worker(scene: Path, out: Path, mapper: str) -> None:
             "num_match_images": 0}
     reconstruct.main(conf, scene / "images", out, overwrite=True)
     rep = json.loads((out / "report.json").read_text())
-    run = {"seconds": rep["seconds"], "registered": rep["model"]["registered"], "points3D": rep["model"]["points3D"],
+    run = {"seconds": rep["seconds"], "load_average_1min_end": round(os.getloadavg()[0], 2), "registered": rep["model"]["registered"], "points3D": rep["model"]["points3D"],
            "observations": int(rep["model"]["points3D"] * rep["model"]["mean_track_length"]),
            "pairs": rep["pairs"]["num_pairs"], "peak_rss_mb": round(peak_rss_mb(), 1),
            "matches_bytes": (out / "matches.h5").stat().st_size, "features_bytes": (out / "features.h5").stat().st_size}
@@ -134,6 +135,7 @@ def run_matching(n: int, procs: int) -> dict[str, Any]:
     me = [str(Path(__file__).resolve()), "--worker", "matching", "--images", str(images), "--out", str(out)]
     cmd = [sys.executable, *me] if procs == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_port", "29731", *me]
+    load_start = round(os.getloadavg()[0], 2)  # the machine is shared: other jobs' load is part of the record
     t0 = time.perf_counter()
     subprocess.run(cmd, env=_env(), check=True)
     wall = time.perf_counter() - t0
@@ -143,7 +145,8 @@ def run_matching(n: int, procs: int) -> dict[str, Any]:
             "wall_seconds_with_startup": round(wall, 1),
             "peak_rss_mb": {stage: max(r["peak_rss_mb"][stage] for r in ranks) for stage in main["seconds"]},
             "peak_rss_mb_per_rank": [r["peak_rss_mb"] for r in ranks], "torch_threads": main["torch_threads"],
-            "features_bytes": main["features_bytes"], "matches_bytes": main["matches_bytes"]}
+            "features_bytes": main["features_bytes"], "matches_bytes": main["matches_bytes"],
+            "load_average_1min": {"start": load_start, "end": main.get("load_average_1min_end")}}
 
 
 def run_mapping(n: int, mapper: str) -> dict[str, Any]:
