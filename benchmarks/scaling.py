@@ -216,7 +216,7 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for name, c in data["series"].items():
         ax = axes[1] if name.startswith(("mapping", "database")) else axes[0]
-        line, = ax.plot(c["n"], c["seconds"], "o", label=None)
+        line, = ax.plot(c["n"], c["seconds"], "o", label=None if c["fit"] else name)
         if c["fit"]:
             xs = np.geomspace(min(c["n"]), max(c["n"]), 30)
             ax.plot(xs, c["fit"]["a"] * xs ** c["fit"]["b"], "-", color=line.get_color(),
@@ -225,7 +225,8 @@ def plot(data: dict[str, Any], path: Path) -> Path:
                                 "rendered scene, exact matches, sequential:10: mapping")):
         ax.set(xscale="log", yscale="log", xlabel="images", ylabel="wall time (s)", title=title)
         ax.title.set_fontsize(9)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
