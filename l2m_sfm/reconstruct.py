@@ -3,6 +3,7 @@
     python -m l2m_sfm.reconstruct --images DIR [--output OUT] [--pairs exhaustive|sequential:N|retrieval:K|file:PATH]
         [--matcher NAME] [--mapper auto|incremental|global] [--camera-mode auto|single|per-folder|per-image]
         [--camera-model SIMPLE_RADIAL] [--intrinsics fx,fy,cx,cy] [--device cpu|cuda] [--overwrite] [key=value ...]
+    torchrun --nproc_per_node N -m l2m_sfm.reconstruct ...    # extraction and matching sharded (l2m_sfm.shards)
 
 Outputs in OUT (default outputs/<name of DIR>): pairs.txt, features.h5, matches.h5, database.db,
 sfm/ (binary model) + sfm/text/ (text model), report.json, report.html, config.json, matches/*.jpg, colmap.log.*.
