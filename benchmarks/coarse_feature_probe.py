@@ -80,8 +80,8 @@ def probe(scene: Path, pairs: list[tuple[str, str]], kinds: tuple[str, ...], siz
     import torch
 
     from l2m.geometry import relative_pose_error
-    from l2m_sfm.bench_datasets import load_scene
-    from l2m_sfm.relpose import _pinhole, rescale_K
+    from l2m.data.benchmark_pairs import load_scene
+    from l2m.evaluation.relpose import _pinhole, rescale_K
 
     by_name = {(p.name0, p.name1): p for p in load_scene(scene)}
     missing = [f"{a} {b}" for a, b in pairs if (a, b) not in by_name]

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from l2m_sfm.bench_cli import matcher_confs
+    from l2m_bench.cli import matcher_confs
 
     args.confs = matcher_confs(args)  # name -> conf from --matcher-conf / --weights
 

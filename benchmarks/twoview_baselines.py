@@ -17,7 +17,7 @@ import pycolmap
 import torch
 
 from l2m.geometry import relative_pose, relative_pose_error
-from l2m_sfm.images import read_image
+from l2m.images import read_image
 from l2m_sfm.matchers import get_matcher
 
 BASELINES = ["sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue"]

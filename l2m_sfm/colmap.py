@@ -3,9 +3,15 @@
 Conventions: keypoints in the HDF5 files use the hloc convention (centre of the top-left pixel at (0, 0));
 COLMAP wants the top-left image corner at (0, 0), so `import_features` adds exactly +0.5. Cameras are
 written by us (not `pycolmap.import_images`) because COLMAP reads raw pixels and ignores the EXIF
-orientation: image sizes come from `l2m_sfm.images.image_size` (EXIF applied), like the matchers' pixels.
+orientation: image sizes come from `l2m.images.image_size` (EXIF applied), like the matchers' pixels.
 Every two-view geometry we write carries a config (COLMAP 4 silently skips UNDEFINED ones).
 Option dicts are validated against pycolmap's `todict()` so a typo is a clear error, not a TypeError.
+
+Alone, it turns the HDF5 files of a matching stage into a model (the images of the pair file):
+
+    python -m l2m_sfm.colmap --images DIR --pairs pairs.txt --features features.h5 --matches matches.h5 \
+        --output OUT [--mapper incremental|global] [--camera-mode auto] [--intrinsics fx,fy,cx,cy]
+    # -> OUT/database.db, OUT/sfm (binary) + OUT/sfm/text
 """
 from __future__ import annotations
 
@@ -147,16 +153,24 @@ def _exif_camera_key(path: Path) -> tuple:
 
 
 def parse_intrinsics(text: str | Iterable[float] | None, camera_model: str) -> tuple[str, list[float]] | None:
-    """'fx,fy,cx,cy' -> ('PINHOLE', [...]); a longer list is taken as params of `camera_model`."""
+    """'fx,fy,cx,cy' -> ('PINHOLE', [...]); a longer list is taken as params of `camera_model`; None -> None.
+
+    Raises ConfigError for an unknown camera model (even without intrinsics) or values that do not fit it."""
+    try:
+        expected = len(pycolmap.Camera.create_from_model_name(1, camera_model, 1.0, 2, 2).params)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"camera model {camera_model!r} is not a COLMAP camera model; use e.g. SIMPLE_RADIAL, "
+                          "PINHOLE, OPENCV") from e
     if text is None or text == "":
         return None
     try:
         values = [float(v) for v in (text.replace(" ", ",").split(",") if isinstance(text, str) else text) if v != ""]
     except ValueError as e:
         raise ConfigError(f"--intrinsics {text!r}: expected comma-separated numbers 'fx,fy,cx,cy'") from e
+    if not all(math.isfinite(v) for v in values) or (values and min(values[:2]) <= 0):
+        raise ConfigError(f"--intrinsics {text!r}: focal lengths must be positive and all values finite")
     if len(values) == 4 and camera_model in ("SIMPLE_RADIAL", "PINHOLE"):
         return "PINHOLE", values
-    expected = len(pycolmap.Camera.create_from_model_name(1, camera_model, 1.0, 2, 2).params)
     if len(values) != expected:
         raise ConfigError(f"--intrinsics has {len(values)} numbers but camera model {camera_model} takes "
                           f"{expected}; give 'fx,fy,cx,cy' for a pinhole camera")
@@ -298,19 +312,21 @@ def import_matches(database_path: Path, image_ids: Mapping[str, int], pairs: Ite
     return stats
 
 
-def verify_matches(database_path: Path, pairs_path: Path, options: Mapping[str, Any] | None = None) -> int:
-    """COLMAP geometric verification of the listed pairs; returns the number of verified pairs.
+def verify_matches(database_path: Path, options: Mapping[str, Any] | None = None) -> int:
+    """COLMAP geometric verification of every matched pair of the database; returns the number verified.
 
-    COLMAP writes configs itself (CALIBRATED with a focal prior, else UNCALIBRATED).
+    The database holds matches of the listed pairs only, so no pair file is needed: COLMAP's pair-file reader
+    splits lines on spaces and would lose images whose names contain them. COLMAP writes configs itself
+    (CALIBRATED with a focal prior, else UNCALIBRATED).
     """
     opts = check_options(deep_update(default_verification, options), pycolmap.TwoViewGeometryOptions,
                          "verification")
-    pycolmap.verify_matches(str(database_path), str(pairs_path), pycolmap.TwoViewGeometryOptions(opts))
+    pycolmap.geometric_verification(str(database_path), two_view_geometry_options=pycolmap.TwoViewGeometryOptions(opts))
     return verified_pair_stats(database_path)["verified_pairs"]
 
 
-def without_focal_priors(database_path: Path, out_path: Path, pairs_path: Path,
-                         options: Mapping[str, Any] | None = None, focal_factor: float = 1.2) -> int:
+def without_focal_priors(database_path: Path, out_path: Path, options: Mapping[str, Any] | None = None,
+                         focal_factor: float = 1.2) -> int:
     """Copy a database with its EXIF focal priors dropped and its pairs verified again; returns cameras changed.
 
     A camera with a focal prior gets focal_factor x max(W, H) and no prior (COLMAP's guess without EXIF),
@@ -334,7 +350,7 @@ def without_focal_priors(database_path: Path, out_path: Path, pairs_path: Path,
     if not changed:
         tmp.unlink()
         return 0
-    verify_matches(tmp, pairs_path, options)
+    verify_matches(tmp, options)
     os.replace(tmp, out_path)
     return changed
 
@@ -374,6 +390,15 @@ def focal_priors(database_path: Path) -> dict[int, float]:
 def model_rank(reconstruction: pycolmap.Reconstruction) -> tuple[int, int]:
     """Sort key of candidate models: more registered images first, then more 3D points."""
     return reconstruction.num_reg_images(), reconstruction.num_points3D()
+
+
+def refine_options(mapper: str, fixed_intrinsics: bool, principal_point: bool) -> dict[str, Any]:
+    """Bundle-adjustment flags of an incremental or global mapping run: known intrinsics refine nothing."""
+    refine = {"focal_length": not fixed_intrinsics, "principal_point": principal_point and not fixed_intrinsics,
+              "extra_params": not fixed_intrinsics}
+    if mapper == "incremental":
+        return {f"ba_refine_{k}": v for k, v in refine.items()}
+    return {"mapper": {"bundle_adjustment": {f"refine_{k}": v for k, v in refine.items()}}}
 
 
 def run_mapping(database_path: Path, image_dir: Path, work_dir: Path, mapper: str = "incremental",
@@ -471,3 +496,77 @@ def model_stats(reconstruction: pycolmap.Reconstruction) -> dict[str, Any]:
         "mean_reprojection_error_px": float(reconstruction.compute_mean_reprojection_error()),
         "registered_names": sorted(reconstruction.images[i].name for i in reconstruction.reg_image_ids()),
     }
+
+
+# -------------------------------------------------------------------------------------------------------- CLI
+def main(image_dir: Path, pairs_path: Path, features_path: Path, matches_path: Path, output: Path,
+         mapper: str = "incremental", camera_mode: str = "auto", camera_model: str = "SIMPLE_RADIAL",
+         intrinsics: str | None = None) -> Path | None:
+    """Database, verification and mapping of the pairs of `pairs_path`; returns OUT/sfm, or None without a model.
+
+    Known `intrinsics` are held fixed by bundle adjustment."""
+    from l2m_sfm.h5io import require_names
+    from l2m.images import image_size
+    from l2m_sfm.pairs import parse_pairs
+
+    pairs = parse_pairs(pairs_path)
+    names = sorted({n for p in pairs for n in p})
+    require_names(features_path, names)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    database = output / "database.db"
+    sizes = {n: image_size(Path(image_dir) / n) for n in names}
+    ids = create_database(database, image_dir, names, sizes, camera_mode, camera_model, intrinsics)
+    import_features(database, ids, features_path)
+    import_matches(database, ids, pairs, matches_path)
+    verify_matches(database)
+    options = refine_options(mapper, fixed_intrinsics=intrinsics is not None, principal_point=False)
+    model, _ = run_mapping(database, image_dir, output / "sfm.models", mapper, options)
+    shutil.rmtree(output / "sfm.models", ignore_errors=True)
+    if model is None or model.num_reg_images() < 2:
+        return None
+    return write_model(model, output / "sfm")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from l2m_sfm.h5io import H5LookupError
+    from l2m.images import ImageReadError
+    from l2m_sfm.pairs import PairFileError
+
+    parser = argparse.ArgumentParser(description="COLMAP database, geometric verification and mapping from the "
+                                                 "HDF5 files of a matching stage (hloc layout).")
+    parser.add_argument("--images", type=Path, required=True, help="image folder the names are relative to")
+    parser.add_argument("--pairs", type=Path, required=True, help="pair file of the matching stage")
+    parser.add_argument("--features", type=Path, required=True, help="features.h5 (keypoints)")
+    parser.add_argument("--matches", type=Path, required=True, help="matches.h5")
+    parser.add_argument("--output", type=Path, required=True, help="folder for database.db and sfm/")
+    parser.add_argument("--mapper", choices=("incremental", "global"), default="incremental")
+    parser.add_argument("--camera-mode", choices=CAMERA_MODES, default="auto")
+    parser.add_argument("--camera-model", default="SIMPLE_RADIAL", help="COLMAP camera model")
+    parser.add_argument("--intrinsics", help="known intrinsics 'fx,fy,cx,cy' (pixels), held fixed")
+    args = parser.parse_args(argv)
+    try:
+        parse_intrinsics(args.intrinsics, args.camera_model)
+        for path in (args.features, args.matches):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} does not exist; run l2m_sfm.match_features or match_dense first")
+        with colmap_logging(args.output / "colmap.log."):
+            sfm = main(args.images, args.pairs, args.features, args.matches, args.output, args.mapper,
+                       args.camera_mode, args.camera_model, args.intrinsics)
+    except (ConfigError, FileNotFoundError, PairFileError, H5LookupError, ImageReadError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if sfm is None:
+        print(f"error: no model: no two images could be registered together; see {args.output}/colmap.log.*",
+              file=sys.stderr)
+        return 2
+    model = pycolmap.Reconstruction(str(sfm))
+    print(f"Registered {model.num_reg_images()} images, {model.num_points3D()} points -> {sfm}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -23,7 +23,7 @@ import pycolmap
 
 from l2m.config import merge_conf, write_conf
 from l2m.geometry import relative_pose, relative_pose_error, rotation_error_deg
-from l2m_sfm.metrics import pose_auc
+from l2m.evaluation.metrics import pose_auc
 
 default_conf = {
     "align_max_error": None,  # RANSAC inlier threshold in GT units; None: 5 % of the GT camera spread

@@ -7,6 +7,16 @@ Usage with an installed hloc (never imported by l2m-sfm otherwise)::
     from hloc import match_dense
     match_dense.main(l2m_hloc.confs["l2m"], pairs, image_dir, export_dir=outputs)
 
+Keypoint-anchored mode (no hloc import needed): after hloc's ``extract_features`` (any detector) and, optionally,
+its ``match_features`` (the detector's own matches, for the pair gate and ``combine="union"``)::
+
+    l2m_hloc.match_anchored(l2m_hloc.anchored_confs["l2m-anchored"], pairs, image_dir, features, matches,
+                            matches_ref=sparse_matches)
+
+writes hloc ``matches0`` between the detector's keypoints (``l2m_sfm.match_anchored`` describes the rule), ready
+for ``hloc.reconstruction.main``. Images are read like hloc reads them (OpenCV, EXIF orientation ignored), so the
+keypoints of hloc's features file line up.
+
 ``register()`` uses the sys.modules route (spec hloc_and_pycolmap.md A7): a module object named
 ``hloc.matchers.l2m`` holding exactly one BaseModel subclass whose ``__module__`` is that name (no ``Model``
 alias, which would break hloc's exactly-one check in ``dynamic_load``).
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 MODULE_NAME = "hloc.matchers.l2m"
@@ -34,6 +45,12 @@ confs: dict[str, dict[str, Any]] = {
                  "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
     "l2m++": {"output": "matches-l2mpp", "model": {"name": "l2m", "variant": "l2m++"},
               "preprocessing": dict(_preprocessing), "max_error": 2, "cell_size": 8},
+}
+# keypoint-anchored presets (match_anchored below): "anchored" holds l2m_sfm.match_anchored keys except anchors
+anchored_confs: dict[str, dict[str, Any]] = {
+    "l2m-anchored": {"output": "matches-l2m-anchored", "model": {"name": "l2m", "variant": "l2m-tiny"},
+                     "anchored": {"combine": "none", "radius_px": 2.0, "min_certainty": 0.05,
+                                  "gate": {"min_agreement": 8, "agree_radius_px": 4.0, "min_area": 0.0}}},
 }
 
 model_default_conf: dict[str, Any] = {
@@ -88,6 +105,60 @@ def make_model_class(base: type, module_name: str = MODULE_NAME) -> type:
     L2MDense.__module__ = module_name
     L2MDense.__qualname__ = "L2MDense"
     return L2MDense
+
+
+def _read_like_hloc(path: Path):
+    """RGB uint8 as hloc reads images (OpenCV, EXIF orientation ignored)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def match_anchored(conf: dict[str, Any], pairs: Path, image_dir: Path, features: Path, matches: Path,
+                   matches_ref: Path | None = None, overwrite: bool = False) -> Path:
+    """hloc-style stage: L2M matches between the keypoints of an hloc features file -> hloc matches file.
+
+    `matches_ref` (the detector's own hloc matches) enables the pair gate and ``combine="union"``; without it
+    the gate is off. Pairs already in `matches` are skipped unless `overwrite`.
+    """
+
+    from l2m.config import ConfigError
+    from l2m_sfm import h5io
+    from l2m_sfm.match_anchored import gate_passes, union_matches
+    from l2m_sfm.matchers import get_matcher
+    from l2m_sfm.pairs import parse_pairs
+
+    opts = {"combine": "none", "radius_px": 2.0, "min_certainty": 0.05,
+            "gate": {"min_agreement": 8, "agree_radius_px": 4.0, "min_area": 0.0}}
+    opts.update(conf.get("anchored", {}))
+    if opts["combine"] == "union" and matches_ref is None:
+        raise ConfigError("combine='union' needs matches_ref (the detector's own hloc matches)")
+    model = dict(conf["model"])
+    variant = model.pop("variant", "l2m-tiny")
+    model.pop("name", None)
+    matcher = get_matcher(variant, model)
+    matches = Path(matches)
+    if overwrite:
+        matches.unlink(missing_ok=True)
+    for n0, n1 in parse_pairs(Path(pairs)):
+        if matches.exists() and h5io.has_pair(matches, n0, n1):
+            continue
+        k0, k1 = h5io.read_keypoints(features, n0), h5io.read_keypoints(features, n1)
+        ref = h5io.read_matches(matches_ref, n0, n1) if matches_ref is not None else None
+        out = matcher.anchor(_read_like_hloc(Path(image_dir) / n0), _read_like_hloc(Path(image_dir) / n1), k0, k1,
+                             n0, n1, opts["radius_px"], opts["min_certainty"],
+                             None if ref is None else (ref[0][:, 0], ref[0][:, 1]), opts["gate"]["agree_radius_px"])
+        m, s = out["matches"], out["scores"]
+        if ref is not None and not gate_passes(out, opts["gate"]):
+            m, s = m[:0], s[:0]
+        if opts["combine"] == "union":
+            m, s, _ = union_matches(ref[0], ref[1], m, s)
+        m0, s0 = h5io.matches_to_matches0(m, s, len(k0))
+        h5io.write_matches(matches, n0, n1, m0, s0)
+    return matches
 
 
 def register() -> type:

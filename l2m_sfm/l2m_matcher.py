@@ -6,11 +6,15 @@ or None = the variant's default file), ``coarse_res`` / ``upsample_res`` (None =
 0 = no second pass), ``keep_aspect`` (int resolutions at the pair's aspect ratio), ``coarse_levels`` /
 ``upsample_levels`` (levels of each pass, e.g. [16, 8, 4] and [4, 2, 1]), ``cycle_px`` (forward-backward check
 in warp pixels; None = variant default, 0 = off), ``normalize``, ``num_samples``, ``sample_thresh``, ``cache_size`` (images whose encoder features are kept,
-keyed by image name), ``seed`` (sampling), ``pair_batch``.
+keyed by image name), ``seed`` (sampling), ``pair_batch``, ``warp_cache`` (HDF5 file keeping each named pair's
+dense warp, so several SfM configurations of one scene run the network once per pair; speed only).
 
 ``match_pair(image0, image1, name0, name1)`` takes RGB uint8 (H, W, 3) and returns the threshold-balanced
 samples of the symmetric warp in pixels of the ORIGINAL images, hloc convention (top-left pixel centre
 (0, 0)), scores = certainty (1 above sample_thresh).
+
+``anchor(image0, image1, kps0, kps1, name0, name1, radius_px, min_certainty)`` matches given keypoints (pixels of
+the original images) mutually through both warp directions (``l2m.models.sampling.anchor_matches``).
 
 ``identity(name, conf)`` (used through ``l2m_sfm.matchers.matcher_identity`` by the result caches): the
 variant, its effective inference conf and the SHA-1 of the weight files, without building the model.
@@ -18,6 +22,7 @@ variant, its effective inference conf and the SHA-1 of the weight files, without
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,11 +48,12 @@ default_conf: dict[str, Any] = {
     "seed": 0,
     "pair_batch": None,
     "cycle_px": None,
+    "warp_cache": None,
 }
 
 
 # conf keys that change speed / memory only, never the matches
-_SPEED_KEYS = ("cache_size", "pair_batch")
+_SPEED_KEYS = ("cache_size", "pair_batch", "warp_cache")
 _SHA1: dict[tuple[str, int, int, int], str] = {}  # (resolved path, inode, size, mtime_ns) -> content sha1
 
 
@@ -119,16 +125,57 @@ class L2MPairMatcher:
         self.model = build_model(variant, weights=self.conf["weights"], coarse_weights=self.conf["coarse_weights"],
                                  device=device, conf=model_conf)
 
+    def dense(self, image0: np.ndarray, image1: np.ndarray, name0: str | None = None, name1: str | None = None):
+        """The model's symmetric MatchOutput of a pair, read from / written to ``warp_cache`` when named."""
+        from l2m_sfm.warp_cache import WarpCache
+
+        cache = WarpCache(self.conf["warp_cache"]) if self.conf["warp_cache"] and name0 and name1 else None
+        out = cache.get(name0, name1) if cache is not None else None
+        if out is None:
+            start = time.perf_counter()
+            out = self.model.match(image0, image1, name0, name1)
+            if cache is not None:
+                cache.put(name0, name1, out, time.perf_counter() - start)
+        return out
+
     def match_pair(self, image0: np.ndarray, image1: np.ndarray,
                    name0: str | None = None, name1: str | None = None) -> PairMatches:
         """Dense match + balanced sampling -> pixels (hloc convention) of the given images."""
-        out = self.model.match(image0, image1, name0, name1)
+        out = self.dense(image0, image1, name0, name1)
         gen = torch.Generator().manual_seed(int(self.conf["seed"]))
         matches, cert = self.model.sample(out, generator=gen)
         k0, k1 = self.model.to_pixel_coordinates(matches.cpu(), image0.shape[0], image0.shape[1],
                                                  image1.shape[0], image1.shape[1], hloc=True)
         return PairMatches(k0.numpy().astype(np.float32), k1.numpy().astype(np.float32),
                            cert.cpu().numpy().astype(np.float32))
+
+    def anchor(self, image0: np.ndarray, image1: np.ndarray, kps0: np.ndarray, kps1: np.ndarray,
+               name0: str | None = None, name1: str | None = None, radius_px: float = 2.0,
+               min_certainty: float = 0.05, agree: tuple[np.ndarray, np.ndarray] | None = None,
+               agree_radius_px: float = 4.0) -> dict[str, Any]:
+        """Anchored matches of keypoints `kps0` / `kps1` ((N, 2) px of the given images, hloc convention).
+
+        Returns {"matches": (M, 2) int64 index pairs, "scores": (M,) certainty, "certain_area": the smaller of the
+        two warp halves' shares of pixels with certainty > min_certainty, "agreement": how many of the detector
+        matches `agree` = (ids0, ids1) the warp maps within `agree_radius_px` (warp pixels), or -1}.
+        """
+        from l2m.models.sampling import anchor_matches, to_normalized_coordinates, warp_agreement
+
+        out = self.dense(image0, image1, name0, name1)
+        (h0, w0), (h1, w1) = image0.shape[:2], image1.shape[:2]
+        x0 = to_normalized_coordinates(torch.from_numpy(np.asarray(kps0, np.float32)).reshape(-1, 2), h0, w0, True)
+        x1 = to_normalized_coordinates(torch.from_numpy(np.asarray(kps1, np.float32)).reshape(-1, 2), h1, w1, True)
+        ia, ib, score = anchor_matches(x0, x1, out.warp, out.certainty, radius_px, min_certainty)
+        w = out.certainty.shape[1] // 2
+        certain = out.certainty > min_certainty
+        area = min(float(certain[:, :w].float().mean()), float(certain[:, w:].float().mean()))
+        agreement = -1
+        if agree is not None:
+            i0, i1 = (torch.from_numpy(np.asarray(a, np.int64)) for a in agree)
+            agreement = int(warp_agreement(x0[i0], x1[i1], out.warp, out.certainty, agree_radius_px,
+                                           min_certainty).sum())
+        return {"matches": torch.stack((ia, ib), 1).cpu().numpy().astype(np.int64),
+                "scores": score.cpu().numpy().astype(np.float32), "certain_area": area, "agreement": agreement}
 
 
 def build_l2m_tiny(conf: dict, device: str = "cpu") -> L2MPairMatcher:

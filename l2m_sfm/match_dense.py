@@ -39,7 +39,7 @@ import hashlib
 import json
 import os
 import sys
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from l2m.config import ConfigError, merge_conf, parse_overrides
 from l2m_sfm import h5io
-from l2m_sfm.images import image_size, read_image
+from l2m.images import ImageReader, image_size
 from l2m_sfm.pairs import parse_pairs
 from l2m_sfm.shards import Shards, shard_files
 
@@ -342,14 +342,7 @@ def main(conf: dict[str, Any], matcher, image_dir: Path, image_names: list[str],
                               "folder or --overwrite")
         todo = [p for p in order_pairs(pairs) if not h5io.has_pair(f, *p, main_dataset="keypoints0")]
 
-    images: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    def image(name: str) -> np.ndarray:
-        if name not in images:
-            images[name] = read_image(image_dir / name)
-            if len(images) > 4:
-                images.popitem(last=False)
-        return images[name]
+    image = ImageReader(image_dir)
 
     for n0, n1 in tqdm(sh.split(todo), desc=f"match {matcher.name}", unit="pair", disable=not progress):
         pm = matcher.match_pair(image(n0), image(n1), n0, n1)
@@ -380,15 +373,24 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="default", choices=sorted(confs))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("overrides", nargs="*", help="quantisation conf as key=value (cell_size=4 ...)")
+    parser.add_argument("overrides", nargs="*", help="quantisation conf as key=value (cell_size=4 ...); anchors=sift "
+                                                     "(combine=union ...) selects keypoint-anchored matching")
     args = parser.parse_args(argv)
-    from l2m_sfm.images import list_images
+    from l2m.images import list_images
     from l2m_sfm.matchers import get_matcher
 
     names, _ = list_images(args.images)
     matcher = get_matcher(args.matcher, {}, args.device)
-    stats = main({"preset": args.preset, **parse_overrides(args.overrides)}, matcher, args.images, names,
-                 args.pairs, args.features, args.matches, overwrite=args.overwrite)
+    conf = parse_overrides(args.overrides)
+    if "anchors" in conf or "combine" in conf:  # keypoint-anchored mode (l2m_sfm.match_anchored)
+        from l2m_sfm import match_anchored
+
+        stats = match_anchored.main(conf, matcher, args.images, names, args.pairs, args.features, args.matches,
+                                    overwrite=args.overwrite)
+        stats.pop("gated_pairs")
+    else:
+        stats = main({"preset": args.preset, **conf}, matcher, args.images, names, args.pairs, args.features,
+                     args.matches, overwrite=args.overwrite)
     print(" ".join(f"{k}={v}" for k, v in stats.items()))
     return 0
 

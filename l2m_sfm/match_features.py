@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from l2m.config import ConfigError, merge_conf, parse_overrides
 from l2m_sfm import h5io
-from l2m_sfm.images import read_image
+from l2m.images import read_image
 from l2m_sfm.pairs import parse_pairs
 from l2m_sfm.shards import Shards, shard_files
 
@@ -61,6 +61,17 @@ def order_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: (p[0], p[1]))
 
 
+def extract_features(matcher, image_dir: Path, image_names: list[str], features_path: Path,
+                     progress: bool = True) -> list[str]:
+    """Extract the images missing from features_path (one complete group each); returns the names extracted."""
+    todo = h5io.missing_names(features_path, list(image_names))
+    for name in tqdm(todo, desc=f"extract {matcher.name}", unit="img", disable=not progress):
+        feats = matcher.extract(read_image(Path(image_dir) / name))
+        h5io.write_keypoints(features_path, name, feats["keypoints"], feats.get("scores"),
+                             feats.get("descriptors"), feats.get("image_size"))
+    return todo
+
+
 def main(conf: dict[str, Any], image_dir: Path, image_names: list[str], pairs_path: Path,
          features_path: Path, matches_path: Path, overwrite: bool = False, progress: bool = True,
          shards: Shards | None = None) -> dict[str, int]:
@@ -88,10 +99,7 @@ def main(conf: dict[str, Any], image_dir: Path, image_names: list[str], pairs_pa
 
     sh.merge(features_path)  # shards left by a killed run
     todo = h5io.missing_names(features_path, list(image_names))
-    for name in tqdm(sh.split(todo), desc=f"extract {matcher.name}", unit="img", disable=not progress):
-        feats = matcher.extract(read_image(image_dir / name))
-        h5io.write_keypoints(sh.shard_path(features_path), name, feats["keypoints"], feats.get("scores"),
-                             feats.get("descriptors"), feats.get("image_size"))
+    extract_features(matcher, image_dir, sh.split(todo), sh.shard_path(features_path), progress)
     sh.merge(features_path)
     h5io.require_names(features_path, sorted({n for p in pairs for n in p}))
 
@@ -130,7 +138,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("overrides", nargs="*", help="matcher conf as key=value")
     args = parser.parse_args(argv)
-    from l2m_sfm.images import format_listing, list_images
+    from l2m.images import list_images
+    from l2m_sfm.images import format_listing
 
     from l2m_sfm.shards import setup
 

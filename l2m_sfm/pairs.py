@@ -9,12 +9,17 @@ Methods (conf["method"], or the CLI string forms in brackets):
                                 (l2m_sfm.retrieval: VLAD on XFeat local features, offline weights).
   file        [file:PATH]       an existing hloc pair file, checked against the image list.
 
+Names with whitespace (camera exports: "IMG 0001.jpg") cannot stand in a whitespace-separated pair file, so
+pair files hold them percent-encoded: whitespace and '%' become %XX ("IMG%200001.jpg"); every other name is
+written as it is. `parse_pairs` decodes, so callers only ever see the real names.
+
     python -m l2m_sfm.pairs --images DIR --pairs sequential:3 --output pairs.txt
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,6 +42,17 @@ METHODS = ("exhaustive", "sequential", "retrieval", "file")
 
 class PairFileError(ValueError):
     """A malformed pair file or one naming images that are not in the image set."""
+
+
+def encode_name(name: str) -> str:
+    """An image name as one pair-file token: whitespace and '%' percent-encoded (UTF-8), the rest unchanged."""
+    return "".join("".join(f"%{b:02X}" for b in c.encode()) if c == "%" or c.isspace() else c for c in name)
+
+
+def decode_name(token: str) -> str:
+    """Inverse of `encode_name`."""
+    return re.sub(r"(%[0-9A-Fa-f]{2})+", lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode(
+        "utf-8", errors="replace"), token)
 
 
 def conf_from_string(text: str) -> dict[str, Any]:
@@ -114,7 +130,7 @@ def parse_pairs(path: Path, image_names: Iterable[str] | None = None) -> list[tu
         if len(tokens) != 2:
             raise PairFileError(f"{path}, line {i}: expected 2 image names separated by a space, got "
                                 f"{len(tokens)} token(s): {line!r}")
-        pairs.append((tokens[0], tokens[1]))
+        pairs.append((decode_name(tokens[0]), decode_name(tokens[1])))
     if image_names is not None:
         known = set(image_names)
         missing = sorted({n for p in pairs for n in p} - known)
@@ -128,11 +144,7 @@ def parse_pairs(path: Path, image_names: Iterable[str] | None = None) -> list[tu
 def write_pairs(pairs: Iterable[tuple[str, str]], output: Path) -> Path:
     """Write "n0 n1" lines joined by newlines (no blank line, no trailing newline), atomically."""
     output = Path(output)
-    lines = []
-    for a, b in pairs:
-        if any(c.isspace() for c in a + b):
-            raise PairFileError(f"Image name with whitespace cannot go into a pair file: {a!r} / {b!r}")
-        lines.append(f"{a} {b}")
+    lines = [f"{encode_name(a)} {encode_name(b)}" for a, b in pairs]
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text("\n".join(lines))
@@ -203,7 +215,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:K | file:PATH")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    from l2m_sfm.images import format_listing, list_images
+    from l2m.images import list_images
+    from l2m_sfm.images import format_listing
 
     names, skipped = list_images(args.images)
     if skipped:

@@ -12,6 +12,8 @@ complete database.db is newer than them; mapping is skipped when sfm/ is newer t
 --overwrite redoes everything; without it, an OUT whose config.json has other pairs, matcher (name, conf, or
 identity: weight file hashes) or matching options is an error. A run that reconstructs nothing exits with
 status 2 and leaves its diagnostics (verified pairs, keypoints per image) in report.json.
+One run at a time holds OUT (l2m_sfm.run_folder: a lock; a run that fails before computing anything removes the
+OUT it created). Every error reaches the command line as one `error:` line, never a traceback.
 """
 from __future__ import annotations
 
@@ -21,13 +23,15 @@ import os
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
 from l2m_sfm import colmap
 from l2m_sfm import report as report_mod
+from l2m_sfm import run_folder
 from l2m_sfm import shards as shards_mod
 from l2m_sfm.shards import Shards
 
@@ -43,7 +47,9 @@ PP_MIN_IMAGES = 5
 default_conf: dict[str, Any] = {
     "pairs": None,  # 'exhaustive' | 'sequential:N' | 'retrieval:K' | 'file:PATH'; None: exhaustive up to 30 images
     "matcher": {"name": None, "conf": {}},  # None: DEFAULT_MATCHER; conf goes to the matcher factory
-    "matching": {},  # options of l2m_sfm.match_features / l2m_sfm.match_dense (their own conf keys)
+    # options of l2m_sfm.match_features / l2m_sfm.match_dense (their own conf keys); with a dense matcher,
+    # anchors=sift|aliked|disk|xfeat (and combine=union, ...) selects l2m_sfm.match_anchored instead
+    "matching": {},
     # refine_principal_point: "auto" = final BA refines it when every camera has >= PP_MIN_IMAGES registered
     # images (a principal point ~8 px off the image centre costs ~0.4 deg of rotation on Strecha)
     "camera": {"mode": "auto", "model": "SIMPLE_RADIAL", "intrinsics": None, "refine_principal_point": "auto"},
@@ -95,6 +101,7 @@ def resolve_conf(conf: dict[str, Any] | None, num_images: int) -> dict[str, Any]
     conf["mapper"]["type"] = mapper_choice(conf["mapper"]["type"], num_images)["type"]
     if conf["camera"]["mode"] not in colmap.CAMERA_MODES:
         raise ConfigError(f"camera mode {conf['camera']['mode']!r}: use one of {', '.join(colmap.CAMERA_MODES)}")
+    colmap.parse_intrinsics(conf["camera"]["intrinsics"], conf["camera"]["model"])  # bad values: fail before matching
     return conf
 
 
@@ -145,12 +152,24 @@ def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_
                  ) -> dict[str, Any]:
     """Match every pair with the configured matcher (dense or sparse path); resumes per pair.
 
-    Under torchrun (`shards`), every rank matches its block on its own device; rank 0 merges."""
+    Under torchrun (`shards`), every rank matches its block on its own device; rank 0 merges (the anchored
+    path is not sharded yet: it runs on rank 0 alone)."""
     from l2m_sfm.matchers import get_matcher
 
     sh = shards or Shards()
     matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], sh.device(conf["device"]))
-    if getattr(matcher, "dense", False):
+    anchored = bool(conf["matching"].get("anchors") or conf["matching"].get("combine"))
+    if anchored and not getattr(matcher, "dense", False):
+        raise ConfigError(f"matching.anchors / matching.combine apply to dense matchers, not {matcher.name!r}")
+    if anchored and not sh.is_main:
+        stats = {}
+    elif anchored:
+        from l2m_sfm import match_anchored
+
+        stats = match_anchored.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
+                                    matches_path, overwrite=overwrite, progress=True)
+        stats["quantized"] = True  # matches.h5 is rewritten every run: the database must be rebuilt
+    elif getattr(matcher, "dense", False):
         from l2m_sfm import match_dense
 
         stats = match_dense.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
@@ -170,7 +189,7 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
                    pairs_path: Path, features_path: Path, matches_path: Path, database: Path
                    ) -> dict[str, Any]:
     """Fresh database from the HDF5 files (written to a temp name, renamed when verified)."""
-    from l2m_sfm.images import image_size
+    from l2m.images import image_size
 
     from tqdm import tqdm
 
@@ -188,7 +207,7 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
         match_stats = colmap.import_matches(tmp, ids, pairs, matches_path, conf["min_match_score"])
         bar.update()
         bar.set_postfix_str("geometric verification")
-        colmap.verify_matches(tmp, pairs_path, conf["verification"])
+        colmap.verify_matches(tmp, conf["verification"])
         stats = colmap.verified_pair_stats(tmp)
         bar.update()
     os.replace(tmp, database)
@@ -197,120 +216,227 @@ def build_database(conf: dict[str, Any], image_dir: Path, names: list[str], pair
 
 def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: bool = False) -> Path:
     """Reconstruct the images of `image_dir` into `output`; returns OUT/sfm. Raises ReconstructionError."""
-    from l2m_sfm import pairs as pairs_mod
-    from l2m_sfm.images import format_listing, list_images
+    from l2m.images import list_images
     from l2m_sfm.matchers import matcher_identity
 
     image_dir, output = Path(image_dir), Path(output)
     timer = StageTimer()
     with timer("list images"):
-        names, skipped = list_images(image_dir)
+        names, skipped = _outside(output, image_dir, *list_images(image_dir))
     for name, reason in skipped:
         print(f"  skipped {name}: {reason}", file=sys.stderr)
     if len(names) < 2:
         detail = f" ({len(skipped)} files skipped, see above)" if skipped else ""
         raise ReconstructionError(f"{image_dir} holds {len(names)} readable image(s){detail}; SfM needs at least "
                                   "2 overlapping photos (jpg, png, tif, webp, bmp)")
-    requested_mapper = merge_conf(default_conf, conf, "reconstruct")["mapper"]["type"]
+    choice = mapper_choice(merge_conf(default_conf, conf, "reconstruct")["mapper"]["type"], len(names))
     conf = resolve_conf(conf, len(names))
     sh = shards_mod.setup(str(conf["device"]))  # torchrun: process group, this rank's device / threads
     # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
     conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
-    if overwrite and output.exists() and sh.is_main:
+    with run_folder.claimed(output) if sh.is_main else nullcontext(output):  # rank 0 holds the folder's lock
+        return _main_claimed(conf, image_dir, output, names, skipped, timer, overwrite, sh, choice)
+
+
+def _outside(output: Path, image_dir: Path, names: list[str], skipped: list[tuple[str, str]]
+             ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Drop the files of an output folder placed inside the image folder (its match pictures are not photos)."""
+    try:
+        inner = output.resolve().relative_to(image_dir.resolve()).as_posix() + "/"
+    except ValueError:
+        return names, skipped
+    return [n for n in names if not n.startswith(inner)], [(n, r) for n, r in skipped if not n.startswith(inner)]
+
+
+def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: list[str],
+                  skipped: list[tuple[str, str]], timer: StageTimer, overwrite: bool, sh: Shards | None = None,
+                  choice: dict[str, Any] | None = None) -> Path:
+    """`main` once the configuration is valid and this process holds the output folder: the list of stages.
+
+    Each stage decides alone whether its output is already there (the hloc habit): pairs are regenerated and
+    compared, matching resumes per image and pair, the database and the model are reused when their inputs and
+    settings are unchanged (keys recorded in report.json)."""
+    sh = sh or Shards()
+    paths = RunPaths(output)
+    sh.barrier()  # rank 0 has created and locked the folder
+    prepare_output(conf, paths, overwrite, sh)
+    report = start_report(conf, image_dir, names, skipped, timer)
+    report["processes"] = {"world_size": sh.world, "device": conf["device"]}
+    report["mapper_choice"] = choice or mapper_choice(conf["mapper"]["type"], len(names))
+    with timer("pairs"):
+        pairs, pairs_unchanged = pairs_stage(conf, image_dir, names, paths, sh)
+    report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "unchanged": pairs_unchanged}
+    with timer("matching"):
+        report["matching"] = run_matching(conf, image_dir, names, paths.pairs, paths.features, paths.matches,
+                                          overwrite, sh)
+    if not sh.is_main:  # rank 0 alone verifies and maps
+        print(f"[rank {sh.rank}/{sh.world}] matching shard done in {timer.seconds['matching']:.1f} s", flush=True)
+        return paths.sfm
+    previous = _read_json(paths.report)
+    inputs_unchanged = pairs_unchanged and _nothing_matched(report["matching"])
+    with colmap.colmap_logging(output / "colmap.log.", conf["verbose"]):
+        with timer("database + verification"):
+            report.update(database_stage(conf, image_dir, names, pairs, paths, previous, inputs_unchanged))
+        report_mod.write_report(report, output)  # interim: a run killed while mapping reuses the verified database
+        with timer("mapping"):
+            model, mapping = mapping_stage(conf, image_dir, len(names), paths, previous,
+                                           reuse=not report["database"]["rebuilt"])
+        report.update(mapping)
+    if model is None or model.num_reg_images() < 2:
+        fail(report, paths)
+    with timer("write model"):
+        report.update(model_stage(conf, image_dir, names, pairs, paths, model,
+                                  written=report.get("mapping_reused", False)))
+    report_mod.write_report(report, output)
+    m = report["model"]
+    print(f"Registered {m['registered']}/{len(names)} images, {m['points3D']} points, mean track length "
+          f"{m['mean_track_length']:.2f}, mean reprojection error {m['mean_reprojection_error_px']:.3f} px -> "
+          f"{paths.sfm}")
+    return paths.sfm
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of an output folder."""
+
+    root: Path
+
+    @property
+    def pairs(self) -> Path:
+        return self.root / "pairs.txt"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features.h5"
+
+    @property
+    def matches(self) -> Path:
+        return self.root / "matches.h5"
+
+    @property
+    def database(self) -> Path:  # only exists once complete (written as database.db.tmp, renamed when verified)
+        return self.root / "database.db"
+
+    @property
+    def sfm(self) -> Path:
+        return self.root / "sfm"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+
+def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool, sh: Shards | None = None) -> None:
+    """--overwrite clears earlier results; otherwise results of a different pairs/matcher/matching are refused.
+    Then the resolved configuration is written (by rank 0 under torchrun, after every rank has checked it)."""
+    sh = sh or Shards()
+    if overwrite and paths.root.exists() and sh.is_main:
         for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", NOPRIOR_DB, "sfm", "report.json",
                      "matches"):
-            p = output / item
+            p = paths.root / item
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    output.mkdir(parents=True, exist_ok=True)
-    old_conf_path = output / "config.json"
-    if old_conf_path.exists() and not overwrite:
+    old_conf_path = paths.root / "config.json"
+    if old_conf_path.exists() and not overwrite and run_folder.has_results(paths.root):
         changed = _same_run(json.loads(old_conf_path.read_text()), conf)
         if changed:
-            raise ConfigError(f"{output} holds results made with a different {', '.join(changed)}; "
+            raise ConfigError(f"{paths.root} holds results made with a different {', '.join(changed)}; "
                               "use --overwrite to redo them or choose another --output")
     sh.barrier()  # every rank has read config.json
     if sh.is_main:
         write_conf(conf, old_conf_path)
-    pairs_path, features_path = output / "pairs.txt", output / "features.h5"
-    matches_path, database = output / "matches.h5", output / "database.db"
-    report: dict[str, Any] = {
+
+
+def start_report(conf: dict[str, Any], image_dir: Path, names: list[str], skipped: list[tuple[str, str]],
+                 timer: StageTimer) -> dict[str, Any]:
+    """The report's first entries (images, config, versions, the live stage timings); prints the listing line."""
+    from l2m_sfm.images import format_listing
+
+    print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
+    spaced = [n for n in names if any(c.isspace() for c in n)]
+    if spaced:  # COLMAP's text-model reader (and most others) cut names at the first space
+        print(f"  note: {len(spaced)} image names contain spaces (e.g. {spaced[0]!r}); the binary model OUT/sfm keeps "
+              "them whole, readers of the text model sfm/text may cut them at the space")
+    return {
         "images": {"root": str(image_dir), "found": len(names), "skipped": [
             {"name": n, "reason": r} for n, r in skipped]},
         "config": conf, "versions": report_mod.package_versions(), "seconds": timer.seconds,
-        "processes": {"world_size": sh.world, "device": conf["device"]},
-        "mapper_choice": mapper_choice(requested_mapper, len(names)),
     }
-    print(format_listing(image_dir, [], skipped).splitlines()[0].replace("0 images", f"{len(names)} images"))
 
-    with timer("pairs"):
-        # regenerated every run (cheap; retrieval caches its descriptors) so added images get paired too
-        before = pairs_path.read_text() if pairs_path.exists() else None
-        sh.barrier()
-        if sh.distributed:  # retrieval descriptors: each rank its block
-            pairs_mod.describe_sharded(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir, sh)
-        if sh.is_main:
-            pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, pairs_path, image_dir=image_dir)
-        sh.barrier()
-        pairs = pairs_mod.parse_pairs(pairs_path, names)
-        reuse = before == pairs_path.read_text()
-    report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "unchanged": reuse}
 
-    with timer("matching"):
-        report["matching"] = run_matching(conf, image_dir, names, pairs_path, features_path, matches_path,
-                                          overwrite, sh)
-    if not sh.is_main:  # rank 0 alone verifies and maps
-        print(f"[rank {sh.rank}/{sh.world}] matching shard done in {timer.seconds['matching']:.1f} s", flush=True)
-        return output / "sfm"
-    previous = _read_json(output / "report.json")
-    stats = report["matching"]
-    nothing_new = reuse and stats.get("pairs_computed", 1) == 0 and stats.get("images_extracted", 0) == 0 \
+def pairs_stage(conf: dict[str, Any], image_dir: Path, names: list[str], paths: RunPaths,
+                sh: Shards | None = None) -> tuple[list[tuple[str, str]], bool]:
+    """(pairs, unchanged since the last run). Regenerated every run (cheap; retrieval caches its descriptors), so
+    added images get paired too. Under torchrun the ranks share the retrieval descriptors; rank 0 writes the pairs."""
+    from l2m_sfm import pairs as pairs_mod
+
+    sh = sh or Shards()
+    before = paths.pairs.read_text() if paths.pairs.exists() else None
+    sh.barrier()
+    if sh.distributed:  # retrieval descriptors: each rank its block
+        pairs_mod.describe_sharded(pairs_mod.conf_from_string(conf["pairs"]), names, paths.pairs, image_dir, sh)
+    if sh.is_main:
+        pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, paths.pairs, image_dir=image_dir)
+    sh.barrier()
+    return pairs_mod.parse_pairs(paths.pairs, names), before == paths.pairs.read_text()
+
+
+def _nothing_matched(stats: dict[str, Any]) -> bool:
+    """True when the matching stage computed nothing new (every image and pair reused, no new quantisation)."""
+    return stats.get("pairs_computed", 1) == 0 and stats.get("images_extracted", 0) == 0 \
         and not stats.get("quantized", False)
-    db_key = _key(conf["camera"], conf["min_match_score"], conf["verification"])
-    map_key = _key(conf["mapper"])
-    log_prefix = output / "colmap.log."
-    with colmap.colmap_logging(log_prefix, conf["verbose"]):
-        # database.db only exists once complete (written as database.db.tmp, renamed after verification)
-        fresh_db = not (nothing_new and database.exists() and previous.get("database_key") == db_key
-                        and previous.get("database"))
-        with timer("database + verification"):
-            if fresh_db:
-                report["database"] = build_database(conf, image_dir, names, pairs, pairs_path, features_path,
-                                                    matches_path, database)
-            else:
-                report["database"] = previous["database"]
-        report["database"]["rebuilt"] = fresh_db
-        report["database_key"] = db_key
-        sfm_dir = output / "sfm"
-        with timer("mapping"):
-            if not fresh_db and (sfm_dir / "images.bin").exists() and previous.get("mapping_key") == map_key:
-                import pycolmap
 
-                model, models = pycolmap.Reconstruction(str(sfm_dir)), previous.get("models", [])
-                report["mapping_reused"] = True
-            else:
-                model, models = _map_with_priors_fallback(conf, database, pairs_path, image_dir, output,
-                                                          len(names))
-        report["mapping_key"] = map_key
-    report["models"] = models
-    if model is None or model.num_reg_images() < 2:
-        report["model"] = None
-        report["error"] = report_mod.failure_message(report)
-        shutil.rmtree(sfm_dir, ignore_errors=True)  # never leave a model of an earlier run looking current
-        report_mod.write_report(report, output)
-        raise ReconstructionError(report["error"])
-    with timer("write model"):
-        if not report.get("mapping_reused"):
-            report_mod.color_points(model, image_dir)
-            colmap.write_model(model, sfm_dir)
-        report["model"] = colmap.model_stats(model)
-        report["model"]["unregistered_names"] = sorted(set(names) - set(report["model"]["registered_names"]))
-        report["match_pictures"] = report_mod.draw_match_pictures(image_dir, pairs, features_path, matches_path,
-                                                       output / "matches", conf["num_match_images"])
-    report_mod.write_report(report, output)
-    m = report["model"]
-    print(f"Registered {m['registered']}/{len(names)} images, {m['points3D']} points, mean track length "
-          f"{m['mean_track_length']:.2f}, mean reprojection error {m['mean_reprojection_error_px']:.3f} px -> {sfm_dir}")
-    return sfm_dir
+
+def database_stage(conf: dict[str, Any], image_dir: Path, names: list[str], pairs: list[tuple[str, str]],
+                   paths: RunPaths, previous: dict[str, Any], inputs_unchanged: bool) -> dict[str, Any]:
+    """{"database": stats (with "rebuilt"), "database_key"}: the verified database of the last run is reused when
+    the matches are unchanged and the camera / verification settings too; otherwise it is built again."""
+    key = _key(conf["camera"], conf["min_match_score"], conf["verification"])
+    reuse = inputs_unchanged and paths.database.exists() and previous.get("database_key") == key \
+        and bool(previous.get("database"))
+    if reuse:
+        stats = dict(previous["database"])
+    else:
+        stats = build_database(conf, image_dir, names, pairs, paths.pairs, paths.features, paths.matches,
+                               paths.database)
+    stats["rebuilt"] = not reuse
+    return {"database": stats, "database_key": key}
+
+
+def mapping_stage(conf: dict[str, Any], image_dir: Path, num_images: int, paths: RunPaths,
+                  previous: dict[str, Any], reuse: bool):
+    """(model or None, report entries): the model of the last run is reused when the database was and the mapper
+    settings are unchanged; otherwise mapping (with its seeds, fallback and focal-prior retry) runs."""
+    key = _key(conf["mapper"])
+    if reuse and (paths.sfm / "images.bin").exists() and previous.get("mapping_key") == key:
+        import pycolmap
+
+        return pycolmap.Reconstruction(str(paths.sfm)), {"mapping_reused": True, "mapping_key": key,
+                                                         "models": previous.get("models", [])}
+    model, models = _map_with_priors_fallback(conf, paths.database, paths.pairs, image_dir, paths.root,
+                                              num_images)
+    return model, {"mapping_key": key, "models": models}
+
+
+def fail(report: dict[str, Any], paths: RunPaths) -> None:
+    """No usable model: record why in report.json, remove any model of an earlier run, raise ReconstructionError."""
+    report["model"] = None
+    report["error"] = report_mod.failure_message(report)
+    shutil.rmtree(paths.sfm, ignore_errors=True)  # never leave a model of an earlier run looking current
+    report_mod.write_report(report, paths.root)
+    raise ReconstructionError(report["error"])
+
+
+def model_stage(conf: dict[str, Any], image_dir: Path, names: list[str], pairs: list[tuple[str, str]],
+                paths: RunPaths, model, written: bool) -> dict[str, Any]:
+    """Colour and write the model (unless it is the reused one on disk); its statistics and match pictures."""
+    if not written:
+        report_mod.color_points(model, image_dir)
+        colmap.write_model(model, paths.sfm)
+    stats = colmap.model_stats(model)
+    stats["unregistered_names"] = sorted(set(names) - set(stats["registered_names"]))
+    pictures = report_mod.draw_match_pictures(image_dir, pairs, paths.features, paths.matches,
+                                              paths.root / "matches", conf["num_match_images"])
+    return {"model": stats, "match_pictures": pictures}
 
 
 def _map_with_priors_fallback(conf: dict[str, Any], database: Path, pairs_path: Path, image_dir: Path,
@@ -328,7 +454,7 @@ def _map_with_priors_fallback(conf: dict[str, Any], database: Path, pairs_path: 
     priors = colmap.focal_priors(database)
     noprior_db = output / NOPRIOR_DB
     noprior_db.unlink(missing_ok=True)
-    if not priors or not colmap.without_focal_priors(database, noprior_db, pairs_path, conf["verification"]):
+    if not priors or not colmap.without_focal_priors(database, noprior_db, conf["verification"]):
         return model, models
     print(f"[mapping] registered {registered}/{num_images} images; EXIF focal priors "
           f"({', '.join(f'{f:.0f}' for f in priors.values())} px) dropped, pairs verified again and mapped again")
@@ -356,7 +482,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
     """
 
     choice = conf["camera"]["refine_principal_point"]
-    during = choice is True
+    fixed = bool(conf["camera"]["intrinsics"])  # known intrinsics are held fixed, never refined
+    during = choice is True and not fixed
     mapper, fallback = conf["mapper"]["type"], conf["mapper"]["fallback"]
     target = conf["mapper"]["fallback_below"] * num_images
     attempts = max(1, int(conf["mapper"]["attempts"]))
@@ -366,7 +493,8 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         if attempt:
             print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; attempt {attempt + 1} "
                   f"with random seed {options['random_seed']}")
-        model, attempt_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images)
+        model, attempt_models = _run_mapper(mapper, options, during, database, image_dir, output, num_images,
+                                            fixed)
         models += [{**m, "attempt": attempt} for m in attempt_models]
         found += [model] if model is not None else []
         model = max(found, key=colmap.model_rank, default=None)
@@ -377,7 +505,7 @@ def _map(conf: dict[str, Any], database: Path, image_dir: Path, output: Path, nu
         print(f"[mapping] {mapper} mapping registered {registered}/{num_images} images; trying {fallback} mapping")
         # mapper.options are keys of `type` pipeline options; the fallback keeps only the seed and threads
         other, other_models = _run_mapper(fallback, _mapper_options({**conf["mapper"], "options": {}}, 0), during,
-                                          database, image_dir, output, num_images)
+                                          database, image_dir, output, num_images, fixed)
         models += other_models
         # a fallback model with almost no points is degenerate (seen: 10 images held by 15 points)
         if (other is not None and other.num_reg_images() > registered
@@ -412,14 +540,15 @@ def _mapper_options(mapper_conf: dict[str, Any], attempt: int) -> dict[str, Any]
 
 
 def _run_mapper(mapper: str, user_options: dict[str, Any], refine_pp: bool, database: Path, image_dir: Path,
-                output: Path, num_images: int):
-    """One COLMAP mapping run (incremental or global); returns the largest model and all model sizes."""
+                output: Path, num_images: int, fixed_intrinsics: bool = False):
+    """One COLMAP mapping run (incremental or global); returns the largest model and all model sizes.
+
+    fixed_intrinsics: bundle adjustment refines no camera parameter (--intrinsics given)."""
     from tqdm import tqdm
 
+    base = colmap.refine_options(mapper, fixed_intrinsics, refine_pp)
     if mapper == "incremental":
-        base = {"extract_colors": False, "ba_refine_principal_point": refine_pp}
-    else:
-        base = {"mapper": {"bundle_adjustment": {"refine_principal_point": refine_pp}}}
+        base["extract_colors"] = False
     options = colmap.deep_update(base, user_options)
     with tqdm(total=num_images, desc=f"{mapper} mapping", unit="img") as bar:
         model, models = colmap.run_mapping(database, image_dir, output / "sfm.models", mapper, options,
@@ -450,6 +579,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matcher", help=f"matcher name (default {DEFAULT_MATCHER}); see l2m_sfm.matchers")
     parser.add_argument("--variant", help="L2M model variant (L2M matchers only)")
     parser.add_argument("--weights", type=Path, help="L2M checkpoint file (L2M matchers only)")
+    parser.add_argument("--coarse-weights", type=Path,
+                        help="coarse-encoder ViT file of l2m++ / l2m-vitb (default: found in $L2M_HOME/checkpoints)")
     parser.add_argument("--mapper", choices=("auto", "incremental", "global"),
                         help=f"default auto: incremental up to {GLOBAL_MAPPING_ABOVE} images, global above")
     parser.add_argument("--camera-mode", choices=colmap.CAMERA_MODES)
@@ -470,10 +601,16 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     matcher = conf.setdefault("matcher", {})
     if args.matcher:
         matcher["name"] = args.matcher
+    given = [f for f, v in (("--weights", args.weights), ("--coarse-weights", args.coarse_weights),
+                            ("--variant", args.variant)) if v]
+    if given:
+        _check_l2m_flags(matcher.get("name") or DEFAULT_MATCHER, given[0])
     if args.variant:
         matcher.setdefault("conf", {})["variant"] = args.variant
     if args.weights:
         matcher.setdefault("conf", {})["weights"] = str(args.weights)
+    if args.coarse_weights:
+        matcher.setdefault("conf", {})["coarse_weights"] = str(args.coarse_weights)
     if args.mapper:
         conf.setdefault("mapper", {})["type"] = args.mapper
     camera = conf.setdefault("camera", {})
@@ -485,6 +622,16 @@ def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.verbose:
         conf["verbose"] = True
     return conf
+
+
+def _check_l2m_flags(matcher: str, flag: str) -> None:
+    """--weights / --coarse-weights / --variant belong to L2M matchers; any other matcher would fail later on an unknown conf key."""
+    from l2m_sfm.matchers import MATCHERS, matcher_entry
+
+    if matcher_entry(matcher)[0] != "l2m_sfm.l2m_matcher":
+        l2m = ", ".join(n for n, e in MATCHERS.items() if e.startswith("l2m_sfm.l2m_matcher"))
+        raise ConfigError(f"{flag} is for L2M matchers ({l2m}); matcher {matcher} takes none: drop {flag} or "
+                          "pass --matcher l2m-tiny")
 
 
 def check_device(device: str) -> None:
@@ -504,7 +651,10 @@ def check_device(device: str) -> None:
 
 def cli(argv: list[str] | None = None) -> int:
     from l2m.models.checkpoint import CheckpointMismatchError
+    from l2m_sfm.h5io import H5LookupError
+    from l2m.images import ImageReadError
     from l2m_sfm.matchers import matcher_entry
+    from l2m_sfm.pairs import PairFileError
 
     args = parse_args(argv)
     output = args.output or Path("outputs") / args.images.resolve().name
@@ -515,9 +665,28 @@ def cli(argv: list[str] | None = None) -> int:
         if conf["matcher"].get("name") is not None:
             matcher_entry(conf["matcher"]["name"])
         main(conf, args.images, output, overwrite=args.overwrite)
-    except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError) as e:
+    except (ReconstructionError, ConfigError, FileNotFoundError, CheckpointMismatchError, PairFileError,
+            H5LookupError, ImageReadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permissions changed mid-run, ...: the file and the reason, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; fix this and rerun the same command: finished work is reused",
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; use fewer or smaller images, or a smaller matcher (e.g. --matcher sift); "
+              "rerun the same command: finished work is reused", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume: finished work is reused", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a user never gets a traceback; L2M_DEBUG=1 shows it
+        if os.environ.get("L2M_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (a bug: please report it with {output}/report.json; "
+              "L2M_DEBUG=1 shows the traceback); rerun the same command to resume", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -32,7 +32,7 @@ def package_versions() -> dict[str, str]:
 
 def color_points(reconstruction: Any, image_dir: Path) -> None:
     """Colour 3D points from the images as l2m_sfm reads them (EXIF orientation applied, unlike COLMAP)."""
-    from l2m_sfm.images import ImageReadError, read_image
+    from l2m.images import ImageReadError, read_image
 
     sums: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}
@@ -60,7 +60,7 @@ def draw_match_pictures(image_dir: Path, pairs: list[tuple[str, str]], features_
 
     from l2m.viz import draw_matches
     from l2m_sfm.h5io import H5LookupError, read_keypoints, read_matches
-    from l2m_sfm.images import ImageReadError, read_image
+    from l2m.images import ImageReadError, read_image
 
     if count <= 0:
         return []
@@ -87,15 +87,47 @@ def draw_match_pictures(image_dir: Path, pairs: list[tuple[str, str]], features_
 
 
 def failure_message(report: dict[str, Any]) -> str:
+    """Why no model came out, what was already tried, and only the remedies that were not."""
     db = report.get("database", {})
+    conf = report.get("config", {})
     kps = list(db.get("keypoints_per_image", {}).values())
     kp_text = f"keypoints per image min {min(kps)} / median {int(np.median(kps))}" if kps else "no keypoints"
-    return (f"No model could be reconstructed from {report['images']['found']} images: "
+    text = (f"No model could be reconstructed from {report['images']['found']} images: "
             f"{db.get('verified_pairs', 0)} of {db.get('matched_pairs', 0)} matched pairs passed geometric "
-            f"verification (median {db.get('inliers_per_pair_median', 0):.0f} inliers), {kp_text}. "
-            "Try: exhaustive pairs (--pairs exhaustive), another --matcher, --camera-mode single when one "
-            "camera took all photos, --intrinsics if you know them, and check that the photos overlap. "
-            "Diagnostics are in report.json.")
+            f"verification (median {db.get('inliers_per_pair_median', 0):.0f} inliers), {kp_text}. ")
+    tried, advice = _tried_and_advice(report, conf)
+    if tried:
+        text += "Tried: " + "; ".join(tried) + ". "
+    if not db.get("verified_pairs"):
+        advice.insert(0, "check that the photos overlap (no two of them show the same surface)")
+    return text + "Try: " + ", ".join(advice) + ". Diagnostics are in report.json."
+
+
+def _tried_and_advice(report: dict[str, Any], conf: dict[str, Any]) -> tuple[list[str], list[str]]:
+    pairs = report.get("pairs", {}).get("method") or conf.get("pairs") or ""
+    matcher = (conf.get("matcher") or {}).get("name") or "?"
+    camera = conf.get("camera") or {}
+    models = report.get("models") or []
+    tried = [f"{pairs} pairs", f"matcher {matcher}"]
+    mappers = {}
+    for m in models:
+        mappers.setdefault(m.get("mapper", "?"), set()).add(m.get("attempt", 0))
+    if mappers:
+        tried.append(", ".join(f"{k} mapping" + (f" ({len(v)} seeds)" if len(v) > 1 else "")
+                               for k, v in mappers.items()))
+    if any(m.get("focal_priors") is False for m in models):
+        tried.append("mapping without the EXIF focal priors")
+    advice = []
+    if pairs != "exhaustive":
+        advice.append("exhaustive pairs (--pairs exhaustive)")
+    advice.append(f"another --matcher (e.g. {'disk+lightglue' if matcher == 'sift' else 'sift'})")
+    if camera.get("mode") != "single":
+        advice.append("--camera-mode single when one camera took all photos")
+    if not camera.get("intrinsics"):
+        advice.append("--intrinsics if you know them")
+    if "global" not in mappers:
+        advice.append("--mapper global")
+    return tried, advice
 
 
 def write_report(report: dict[str, Any], output: Path) -> None:

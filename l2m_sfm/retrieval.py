@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from l2m.config import merge_conf
 from l2m_sfm import h5io
-from l2m_sfm.images import read_image
+from l2m.images import read_image
 
 default_conf: dict[str, Any] = {
     "resize_max": 640,     # px, long side for the XFeat pass
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=Path("outputs/retrieval-cache.h5"))
     args = parser.parse_args(argv)
-    from l2m_sfm.images import list_images
+    from l2m.images import list_images
 
     names, _ = list_images(args.images)
     desc = global_descriptors({}, args.images, names, args.cache)

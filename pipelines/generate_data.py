@@ -22,7 +22,7 @@ from tqdm import tqdm
 from l2m.config import merge_conf, parse_overrides, write_conf
 from l2m.data.engine import PairGenerator, default_conf
 from l2m.data.synthetic import find_disparity, load_disparity, sample_name, write_sample
-from l2m_sfm.images import ImageReadError, list_images, read_image
+from l2m.images import ImageReadError, list_images, read_image
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -39,10 +39,14 @@ def main(conf: dict | None, images: Path, output: Path, disparity: Path | None =
     if disparity is not None and not Path(disparity).is_dir():
         raise FileNotFoundError(f"Disparity folder {disparity} does not exist; pass --disparity DIR or omit it")
     names, skipped = list_images(images)
+    if not names:
+        detail = f"; {len(skipped)} files skipped, e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise FileNotFoundError(f"{images} holds no readable photos{detail}; pass --images DIR with jpg/png/tif "
+                                "photos")
+    generator = PairGenerator(conf)  # a missing sky model etc. fails here, before anything is written
     output.mkdir(parents=True, exist_ok=True)
     write_conf(dict(conf, images=str(images), disparity=str(disparity) if disparity else None,
                     views_per_image=views_per_image, seed=seed), output / "conf.json")
-    generator = PairGenerator(conf)
     done: list[str] = []
     bar = tqdm(total=len(names) * views_per_image, desc="pairs", unit="pair", disable=not progress)
     for i, name in enumerate(names):
@@ -108,6 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def cli(argv: list[str] | None = None) -> Path:
+    """Parse the command line and generate; raises ConfigError / FileNotFoundError on bad input."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     conf = {"size": args.size, "pseudo_depth": args.pseudo_depth, "inpainter": args.inpainter,
@@ -121,8 +126,18 @@ def cli(argv: list[str] | None = None) -> Path:
     return main(conf, args.images, args.output, args.disparity, args.views_per_image, args.seed)
 
 
-if __name__ == "__main__":
+def run(argv: list[str] | None = None) -> int:
+    """`cli` with one-line errors: status 2 for bad configuration or input, 1 when no pair could be generated."""
     try:
-        cli()
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        out = cli(argv)
+    except (FileNotFoundError, ValueError, ImportError, OSError) as e:  # ConfigError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not (out / "samples.txt").read_text().strip():
+        print(f"error: no pair could be generated; the reasons are in {out / 'skipped.txt'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

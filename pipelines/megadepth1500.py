@@ -16,8 +16,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2m_sfm.bench_cli import parse_dataset_args, run_two_view  # noqa: E402
-from l2m_sfm.bench_datasets import (MEGADEPTH_LIST, MEGADEPTH_META_DIRS, BenchmarkDataError,  # noqa: E402
+from l2m_bench.cli import parse_dataset_args, run_two_view  # noqa: E402
+from l2m.data.benchmark_pairs import (MEGADEPTH_LIST, MEGADEPTH_META_DIRS, BenchmarkDataError,  # noqa: E402
                                     find_meta_dir, load_megadepth1500, megadepth_image_candidates,
                                     resolve_images)
 

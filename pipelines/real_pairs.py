@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from l2m.data.sfm_pairs import source_pairs  # noqa: E402
-from l2m_sfm.bench_datasets import default_scene_pairs  # noqa: E402
+from l2m.data.benchmark_pairs import default_scene_pairs  # noqa: E402
 from l2m_sfm.pairs import write_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

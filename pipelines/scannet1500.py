@@ -17,8 +17,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2m_sfm.bench_cli import parse_dataset_args, run_two_view  # noqa: E402
-from l2m_sfm.bench_datasets import (SCANNET_META_DIRS, BenchmarkDataError, find_meta_dir,  # noqa: E402
+from l2m_bench.cli import parse_dataset_args, run_two_view  # noqa: E402
+from l2m.data.benchmark_pairs import (SCANNET_META_DIRS, BenchmarkDataError, find_meta_dir,  # noqa: E402
                                     load_scannet1500, resolve_images, scannet_image_candidates)
 
 BENCHMARK = "scannet1500"

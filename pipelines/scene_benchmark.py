@@ -24,10 +24,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2m_sfm.bench_cli import add_common_args, matcher_confs, run_two_view  # noqa: E402
-from l2m_sfm.bench_datasets import BenchmarkDataError, BenchPair, load_scene, resolve_images  # noqa: E402
-from l2m_sfm.benchmark_io import package_versions, write_json  # noqa: E402
-from l2m_sfm.metrics import pose_auc  # noqa: E402
+from l2m_bench.cli import add_common_args, matcher_confs, run_two_view  # noqa: E402
+from l2m.data.benchmark_pairs import BenchmarkDataError, BenchPair, load_scene, resolve_images  # noqa: E402
+from l2m_bench.files import package_versions, write_json  # noqa: E402
+from l2m.evaluation.metrics import pose_auc  # noqa: E402
 
 
 def find_scenes(paths: list[Path]) -> list[Path]:
@@ -95,7 +95,7 @@ def run_sfm(args: argparse.Namespace, scenes: list[Path]) -> list[dict[str, Any]
     from l2m.config import parse_overrides
     from l2m_sfm import evaluate, reconstruct
     from l2m_sfm import report as report_mod
-    from l2m_sfm.bench_html import write_sfm_page
+    from l2m_bench.page import write_sfm_page
 
     sfm_overrides = parse_overrides(args.sfm_conf)
     rows = []

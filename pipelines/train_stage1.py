@@ -11,8 +11,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2m.train.cli import main  # noqa: E402
+from l2m.train.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    main(1, sys.argv[1:])
-    sys.exit(0)
+    sys.exit(run(1, sys.argv[1:]))

@@ -150,7 +150,7 @@ class SfmPairs(Dataset):
         return len(self.pairs) * self.repeats
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
-        from l2m_sfm.images import read_image
+        from l2m.images import read_image
 
         pair = self.pairs[int(idx) // self.repeats]
         rng = np.random.default_rng([self.seed, int(idx)])

@@ -194,7 +194,7 @@ class SyntheticPairs(Dataset):
                  views_per_image: int = 1, seed: int = 0, resolution: tuple[int, int] | None = None,
                  gt_resolution: tuple[int, int] | None = None, image_root: Path | None = None):
         if isinstance(images, (str, Path)):
-            from l2m_sfm.images import list_images
+            from l2m.images import list_images
             image_root = Path(images)
             names, _ = list_images(image_root)
             images = [image_root / n for n in names]
@@ -223,7 +223,7 @@ class SyntheticPairs(Dataset):
 
     def raw(self, idx: int) -> dict:
         """The numpy pair of sample idx (engine layout, with "meta")."""
-        from l2m_sfm.images import ImageReadError, read_image
+        from l2m.images import ImageReadError, read_image
         i, v = divmod(int(idx), self.views)
         for k in range(len(self.images)):
             path = self.images[(i + k) % len(self.images)]

@@ -43,6 +43,7 @@ class DecoderConfig:
     gp_dim: int = 512
     gp_T: float = 0.2
     gp_sigma2: float = 0.1
+    gp_solve: str = "inverse"  # explicit inverse as upstream L2M++ ("cholesky": l2m-tiny)
     transformer_depth: int = 5
     transformer_heads: int = 8
     anchors: int = 64
@@ -60,7 +61,7 @@ def tiny_decoder_config(in_dims: dict[int, int]) -> DecoderConfig:
     return DecoderConfig(
         in_dims=dict(in_dims),
         proj_dims={16: 128, 8: 64, 4: 32, 2: 16, 1: 8},
-        gp_dim=64, transformer_depth=3, transformer_heads=4, anchors=32,
+        gp_dim=64, gp_solve="cholesky", transformer_depth=3, transformer_heads=4, anchors=32,
         disp_dims={16: 32, 8: 32, 4: 16, 2: 8, 1: 6},
         radii={16: 3, 8: 3, 4: 2, 2: 0, 1: 0},
         hidden_blocks={16: 2, 8: 1, 4: 1, 2: 1, 1: 0})
@@ -78,7 +79,7 @@ class Decoder(nn.Module):
         self.proj = nn.ModuleDict({
             str(lv): nn.Sequential(nn.Conv2d(cfg.in_dims[lv], cfg.proj_dims[lv], 1), nn.BatchNorm2d(cfg.proj_dims[lv]))
             for lv in cfg.levels})
-        self.gps = nn.ModuleDict({str(coarse): GP(cfg.gp_dim, cfg.gp_T, cfg.gp_sigma2)})
+        self.gps = nn.ModuleDict({str(coarse): GP(cfg.gp_dim, cfg.gp_T, cfg.gp_sigma2, cfg.gp_solve)})
         self.embedding_decoder = TransformerDecoder(cfg.gp_dim + cfg.proj_dims[coarse], cfg.transformer_depth,
                                                     cfg.transformer_heads, cfg.anchors)
         self.conv_refiner = nn.ModuleDict({

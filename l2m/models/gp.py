@@ -6,9 +6,12 @@ For projected features x (A, n = h1·w1 tokens) and y (B, m = h2·w2 tokens):
     Φ_B     = cos(8π · pos_conv(coords_B))          (coords: B's cell centres, (x, y) order, 1×1 conv 2 -> gp_dim)
     μ_A     = K_AB (K_BB + σ² I)^-1 Φ_B,  σ² = 0.1  -> (B, gp_dim, h1, w1)
 
-The solve uses a **Cholesky factorisation** of K_BB + σ²I (symmetric positive definite) in fp32, falling back to
-an LU solve if the factorisation reports a failure. Upstream (L2M++) uses an explicit inverse; the two agree
-to ~1e-5 relative. Everything runs in fp32, also under autocast.
+``solve="inverse"`` (the L2M++ / RoMa-outdoor default) computes μ_A = K_AB ((K_BB + σ²I)⁻¹ Φ_B) with an explicit
+inverse, in upstream's order of operations, so the official checkpoints see the official numerics (with random
+weights near-tied anchor logits downstream amplify a 1e-5 difference into a different argmax).
+``solve="cholesky"`` (l2m-tiny, trained with it) factorises K_BB + σ²I (symmetric positive definite) and falls back
+to an LU solve if the factorisation reports a failure; the two agree to ~1e-5 relative. Everything runs in fp32,
+also under autocast.
 """
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ def cosine_kernel(x: torch.Tensor, y: torch.Tensor, T: float, eps: float = 1e-6)
 class GP(nn.Module):
     """Posterior-mean GP embedding of the target grid; only parameter: ``pos_conv`` (2 -> gp_dim)."""
 
-    def __init__(self, gp_dim: int = 512, T: float = 0.2, sigma2: float = 0.1) -> None:
+    def __init__(self, gp_dim: int = 512, T: float = 0.2, sigma2: float = 0.1, solve: str = "inverse") -> None:
         super().__init__()
+        if solve not in ("inverse", "cholesky"):
+            raise ValueError(f"GP solve must be 'inverse' or 'cholesky', got {solve!r}")
+        self.solve = solve
         self.gp_dim = gp_dim
         self.T = T
         self.sigma2 = sigma2
@@ -59,10 +65,13 @@ class GP(nn.Module):
             k_yy = cosine_kernel(yt, yt, self.T)
             k_xy = cosine_kernel(xt, yt, self.T)
             a = k_yy + self.sigma2 * torch.eye(h2 * w2, device=x.device, dtype=k_yy.dtype)[None]
-            chol, info = torch.linalg.cholesky_ex(a)
-            if bool((info != 0).any()):
-                alpha = torch.linalg.solve(a, f)
+            if self.solve == "inverse":
+                # one matrix at a time: oneMKL's batched inverse fails ("Pivots given to lu_solve must all be
+                # greater or equal to 1") on a batch of two 1600×1600 matrices with 2 CPU threads (torch 2.14)
+                inv = torch.stack([torch.linalg.inv(m) for m in a])
+                mu = k_xy.matmul(inv.matmul(f))
             else:
-                alpha = torch.cholesky_solve(f, chol)
-            mu = k_xy @ alpha
+                chol, info = torch.linalg.cholesky_ex(a)
+                alpha = torch.linalg.solve(a, f) if bool((info != 0).any()) else torch.cholesky_solve(f, chol)
+                mu = k_xy @ alpha
         return mu.transpose(1, 2).reshape(b, self.gp_dim, h1, w1)

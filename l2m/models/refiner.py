@@ -71,7 +71,7 @@ class ConvRefiner(nn.Module):
             parts.append(local_correlation(fa, fb, flow, self.radius).to(fa.dtype))
         # channels-last: the depthwise 5×5 convs run ~3× faster on CPU (oneDNN) than in NCHW at the fine levels
         x = torch.cat(parts, dim=1)
-        x = x if __import__("os").environ.get("NOCL") else x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         d = self.hidden_blocks(self.block1(x))
         with torch.autocast(device_type=fa.device.type, enabled=False):
             d = self.out_conv(d.float())

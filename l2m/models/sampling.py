@@ -112,3 +112,76 @@ def to_normalized_coordinates(pixels: torch.Tensor, height: int, width: int, hlo
     """Inverse of :func:`to_pixel_coordinates`."""
     scale = torch.tensor([width / 2, height / 2], device=pixels.device, dtype=torch.float32)
     return (pixels.float() + (0.5 if hloc else 0.0)) / scale - 1
+
+
+def _sample_at(field: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of a (H, W, C) field at (n, 2) normalised points -> (n, C)."""
+    grid = pts[None, None].float()
+    return F.grid_sample(field.permute(2, 0, 1)[None].float(), grid, mode="bilinear",
+                         align_corners=False)[0, :, 0].T
+
+
+def warp_points(pts: torch.Tensor, warp: torch.Tensor, certainty: torch.Tensor, to_b: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map (n, 2) normalised points of A into B (``to_b``) or of B into A through a symmetric (H, 2W, 4) warp.
+
+    Returns (n, 2) normalised positions in the other image and (n,) bilinear certainties.
+    """
+    w = warp.shape[1] // 2
+    half, cert = (warp[:, :w, 2:], certainty[:, :w]) if to_b else (warp[:, w:, :2], certainty[:, w:])
+    out = _sample_at(torch.cat((half.float(), cert[..., None].float()), -1), pts)
+    return out[:, :2], out[:, 2]
+
+
+def _nearest(query: torch.Tensor, ref: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index and distance of each query's nearest reference point ((n, 2), (m, 2) -> (n,), (n,))."""
+    idx = torch.zeros(len(query), dtype=torch.long, device=query.device)
+    dist = torch.full((len(query),), float("inf"), device=query.device)
+    if len(ref) == 0:
+        return idx, dist
+    for s in range(0, len(query), chunk):
+        dist[s:s + chunk], idx[s:s + chunk] = torch.cdist(query[s:s + chunk], ref).min(dim=1)
+    return idx, dist
+
+
+def anchor_matches(x_a: torch.Tensor, x_b: torch.Tensor, warp: torch.Tensor, certainty: torch.Tensor,
+                   radius_px: float = 2.0, cert_th: float = 0.05
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keypoint matches mutual through BOTH directions of a symmetric (H, 2W, 4) warp (normalised coords).
+
+    A's keypoint i warped into B has B's keypoint j as nearest neighbour within `radius_px`, B's keypoint j warped
+    into A has i as nearest neighbour within `radius_px`, and both certainties exceed `cert_th`. Distances are
+    pixels of the warp grid (the matcher's working resolution, W = warp width / 2, H = warp height).
+    Returns (ia, ib, score = min of the two certainties).
+    """
+    h, w = warp.shape[0], warp.shape[1] // 2
+    px = torch.tensor([w / 2, h / 2], device=warp.device)
+    xa, xb = x_a.float().to(warp.device), x_b.float().to(warp.device)
+    if len(xa) == 0 or len(xb) == 0:
+        e = torch.zeros(0, dtype=torch.long, device=warp.device)
+        return e, e, torch.zeros(0, device=warp.device)
+    a_in_b, cert_a = warp_points(xa, warp, certainty, to_b=True)
+    b_in_a, cert_b = warp_points(xb, warp, certainty, to_b=False)
+    fwd, d_fwd = _nearest(a_in_b * px, xb * px)
+    bwd, d_bwd = _nearest(b_in_a * px, xa * px)
+    ia = torch.arange(len(xa), device=warp.device)
+    keep = (bwd[fwd] == ia) & (d_fwd <= radius_px) & (d_bwd[fwd] <= radius_px) \
+        & (cert_a > cert_th) & (cert_b[fwd] > cert_th)
+    ia = ia[keep]
+    ib = fwd[keep]
+    return ia, ib, torch.minimum(cert_a[ia], cert_b[ib])
+
+
+def warp_agreement(x_a: torch.Tensor, x_b: torch.Tensor, warp: torch.Tensor, certainty: torch.Tensor,
+                   radius_px: float = 4.0, cert_th: float = 0.05) -> torch.Tensor:
+    """(n,) bool: the warp maps matched point x_a[k] within `radius_px` (warp pixels) of x_b[k], certainly.
+
+    Used to gate a dense pair on the detector's own matches: a warp that hallucinates overlap agrees with them
+    only by chance.
+    """
+    if len(x_a) == 0:
+        return torch.zeros(0, dtype=torch.bool, device=warp.device)
+    h, w = warp.shape[0], warp.shape[1] // 2
+    px = torch.tensor([w / 2, h / 2], device=warp.device)
+    a_in_b, cert = warp_points(x_a.float().to(warp.device), warp, certainty, to_b=True)
+    return ((a_in_b - x_b.float().to(warp.device)) * px).norm(dim=1).le(radius_px) & (cert > cert_th)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -32,10 +33,29 @@ def load_preset(name_or_path: str) -> dict:
     if not p.is_file():
         known = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.json")))
         raise FileNotFoundError(f"Training preset {name_or_path!r} not found ({p}); known presets: {known}")
-    conf = json.loads(p.read_text())
+    conf = _read_json(p, "Training preset")
     conf.pop("doc", None)
     base = conf.pop("base", None)  # another preset that this one changes, e.g. a fine-tuning recipe
     return merge_conf(load_preset(base), conf, f"preset {p.stem}", strict=False) if base else conf
+
+
+def run(stage: int, argv: Sequence[str] | None = None) -> int:
+    """`main` for the command line: a configuration or file error is one line on stderr and exit status 2."""
+    try:
+        main(stage, argv)
+    except (ConfigError, FileNotFoundError, NotADirectoryError, PermissionError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {path} is not valid JSON ({e}); fix or regenerate it") from None
 
 
 def main(stage: int, argv: Sequence[str] | None = None) -> Path:
@@ -69,7 +89,7 @@ def main(stage: int, argv: Sequence[str] | None = None) -> Path:
     if args.images:
         task_conf["data"] = {**task_conf["data"], "images": str(args.images)}
     if args.real_pairs:
-        task_conf["data"] = {**task_conf["data"], "sfm": json.loads(args.real_pairs.read_text())}
+        task_conf["data"] = {**task_conf["data"], "sfm": _read_json(args.real_pairs, "--real-pairs file")}
     if stage == 2 and "sfm_fraction" in task_conf["data"] and not task_conf["data"].get("sfm"):
         raise ConfigError(f"Preset {args.preset} trains on real pairs: pass --real-pairs FILE "
                           "(python pipelines/real_pairs.py writes outputs/real_pairs/sources.json)")

@@ -96,7 +96,7 @@ def build_pair_datasets(conf: Mapping[str, Any] | None, resolution: tuple[int, i
     if conf["kind"] == "synthetic":
         if not conf["images"]:
             raise ValueError("data.images is required for data.kind=synthetic (a folder of photos)")
-        from l2m_sfm.images import list_images
+        from l2m.images import list_images
         root = Path(conf["images"])
         if not root.is_dir():
             raise FileNotFoundError(f"data.images={root} is not a folder of photos")

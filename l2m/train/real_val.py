@@ -4,7 +4,7 @@ A scene folder is one of pipelines/scene_benchmark.py: `images/`, `gt/` (COLMAP 
 SIMPLE_PINHOLE cameras, poses world-to-camera) and optionally `pairs.txt` ("name0 name1" per line; default: all
 i<j with j-i <= 3 in sorted order); `pipelines/real_pairs.py --hold-out SCENE` writes one from a reconstruction.
 Each pair is matched with the matcher's inference API (`match` → `sample`), the relative pose estimated with the
-benchmarks' protocol (l2m_sfm.relpose, default "poselib" 1 px in original pixels) and scored with l2m_sfm.metrics.pose_auc, the same
+benchmarks' protocol (l2m.evaluation.relpose, default "poselib" 1 px in original pixels) and scored with l2m.evaluation.metrics.pose_auc, the same
 numbers the pose benchmarks report (pair error = max(rotation, translation-direction angle), failure = inf).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ default_conf: dict[str, Any] = {
     "scene": None,         # scene folder (see above); None disables real-pair validation
     "max_pairs": 10,
     "num_samples": 2000,   # matches sampled per pair
-    "protocol": "poselib",  # l2m_sfm.relpose preset (dataset "scenes")
+    "protocol": "poselib",  # l2m.evaluation.relpose preset (dataset "scenes")
     "thresholds": [5, 10, 20],
 }
 
@@ -30,11 +30,11 @@ default_conf: dict[str, Any] = {
 def pose_auc_on_scene(matcher, conf: Mapping[str, Any]) -> dict[str, float]:
     """{"pose_auc@5": ..., "pose_auc@10": ..., "pose_auc@20": ..., "pose_pairs": n} of `matcher` on a scene.
 
-    The scene is read by l2m_sfm.bench_datasets.load_scene, as pipelines/scene_benchmark.py reads it: a missing
+    The scene is read by l2m.data.benchmark_pairs.load_scene, as pipelines/scene_benchmark.py reads it: a missing
     folder or a distorted camera raises its BenchmarkDataError."""
-    from l2m_sfm.bench_datasets import load_scene
-    from l2m_sfm.metrics import pose_auc
-    from l2m_sfm.relpose import K_colmap_to_hloc, estimate_relative_pose, get_protocol
+    from l2m.data.benchmark_pairs import load_scene
+    from l2m.evaluation.metrics import pose_auc
+    from l2m.evaluation.relpose import K_colmap_to_hloc, estimate_relative_pose, get_protocol
 
     from ..geometry import relative_pose_error
 

@@ -78,7 +78,7 @@ def _pose(image) -> np.ndarray:
 @pytest.mark.parametrize("name", ["sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue"])
 def test_baseline_on_fountain(name):
     pycolmap, images, rec = _gt()
-    from l2m_sfm.images import read_image
+    from l2m.images import read_image
 
     matcher = get_matcher(name, {}, "cpu")
     assert isinstance(matcher, PairMatcher) and matcher.dense is False

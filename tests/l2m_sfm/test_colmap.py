@@ -32,7 +32,7 @@ def tracks(tmp_path_factory):
         ids = colmap.create_database(out / "database.db", SAMPLE / "images", names, sizes)
         counts = colmap.import_features(out / "database.db", ids, out / "features.h5")
         stats = colmap.import_matches(out / "database.db", ids, pairs, out / "matches.h5")
-        colmap.verify_matches(out / "database.db", out / "pairs.txt")
+        colmap.verify_matches(out / "database.db")
     return out, names, ids, counts, stats
 
 
@@ -79,7 +79,7 @@ def test_exif_rotated_image_gets_rotated_camera(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees on display
     img.save(tmp_path / "rot.jpg", exif=exif)
     img.save(tmp_path / "plain.jpg")
-    from l2m_sfm.images import image_size
+    from l2m.images import image_size
 
     names = ["plain.jpg", "rot.jpg"]
     sizes = {n: image_size(tmp_path / n) for n in names}
@@ -157,7 +157,7 @@ def test_bad_points_are_removed_after_mapping():
 def test_focal_priors_dropped_in_a_copy_verified_again(tracks, tmp_path):
     out, names, ids, _, _ = tracks
     assert colmap.focal_priors(out / "database.db") == {}
-    assert colmap.without_focal_priors(out / "database.db", tmp_path / "none.db", out / "pairs.txt") == 0
+    assert colmap.without_focal_priors(out / "database.db", tmp_path / "none.db") == 0
     assert not (tmp_path / "none.db").exists() and not (tmp_path / "none.db.tmp").exists()
     with_prior = tmp_path / "prior.db"
     with_prior.write_bytes((out / "database.db").read_bytes())
@@ -167,7 +167,7 @@ def test_focal_priors_dropped_in_a_copy_verified_again(tracks, tmp_path):
         cam.has_prior_focal_length = True
         db.update_camera(cam)
     assert colmap.focal_priors(with_prior) == {cam.camera_id: 2000.0}
-    assert colmap.without_focal_priors(with_prior, tmp_path / "noprior.db", out / "pairs.txt") == 1
+    assert colmap.without_focal_priors(with_prior, tmp_path / "noprior.db") == 1
     assert colmap.focal_priors(with_prior) == {cam.camera_id: 2000.0}  # the source is left alone
     with pycolmap.Database.open(str(tmp_path / "noprior.db")) as db:
         (new,) = db.read_all_cameras()
@@ -185,9 +185,25 @@ def test_verification_is_seeded(tracks, tmp_path):
         with pycolmap.Database.open(str(db)) as handle:
             handle.clear_two_view_geometries()
         with colmap.colmap_logging(tmp_path / "log."):
-            colmap.verify_matches(db, out / "pairs.txt", {"ransac": {"max_error": 0.5, "min_inlier_ratio": 0.05}})
+            colmap.verify_matches(db, {"ransac": {"max_error": 0.5, "min_inlier_ratio": 0.05}})
         with pycolmap.Database.open(str(db)) as handle:
             inliers.append([t.inlier_matches for t in handle.read_two_view_geometries()[1]])
     assert len(inliers[0]) == 28
     for a, b in zip(*inliers):
         np.testing.assert_array_equal(a, b)
+
+
+def test_colmap_stage_runs_alone_with_fixed_intrinsics(tracks, tmp_path, capsys):
+    """python -m l2m_sfm.colmap: HDF5 files in, model out; known intrinsics come out unchanged."""
+    out, names, *_ = tracks
+    args = ["--images", str(SAMPLE / "images"), "--pairs", str(out / "pairs.txt"), "--features",
+            str(out / "features.h5"), "--matches", str(out / "matches.h5"), "--output", str(tmp_path / "alone")]
+    assert colmap.cli(args + ["--intrinsics", "520,520,320,240"]) == 0
+    assert "Registered 8 images" in capsys.readouterr().out
+    model = pycolmap.Reconstruction(str(tmp_path / "alone" / "sfm"))
+    assert model.num_reg_images() == 8 and (tmp_path / "alone" / "sfm" / "text" / "images.txt").exists()
+    assert [list(c.params) for c in model.cameras.values()] == [[520.0, 520.0, 320.0, 240.0]]
+    assert colmap.cli(args[:6] + ["--matches", str(tmp_path / "none.h5"), "--output", str(tmp_path / "x")]) == 2
+    assert "none.h5 does not exist" in capsys.readouterr().err
+    assert colmap.cli(args + ["--intrinsics", "520,520"]) == 2
+    assert "--intrinsics has 2 numbers" in capsys.readouterr().err

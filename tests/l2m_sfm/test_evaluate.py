@@ -8,7 +8,7 @@ import pycolmap
 import pytest
 
 from l2m_sfm import evaluate
-from l2m_sfm.metrics import pose_auc
+from l2m.evaluation.metrics import pose_auc
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "toybox"
 

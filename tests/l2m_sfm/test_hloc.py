@@ -99,3 +99,30 @@ def test_register_without_hloc_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "hloc", None)
     with pytest.raises(ImportError, match="needs hloc installed"):
         plugin.register()
+
+
+def test_match_anchored_writes_hloc_matches_between_given_keypoints(tmp_path):
+    import cv2
+    import numpy as np
+
+    from l2m_sfm import h5io
+    from l2m_sfm import hloc as l2m_hloc
+
+    rng = np.random.default_rng(0)
+    names = ["a.png", "b.png"]
+    for n in names:
+        cv2.imwrite(str(tmp_path / n), rng.integers(0, 255, (60, 90, 3)).astype(np.uint8))
+        h5io.write_keypoints(tmp_path / "feats.h5", n, rng.uniform(0, [89, 59], (50, 2)), np.ones(50),
+                             rng.normal(size=(50, 8)), (90, 60))
+    (tmp_path / "pairs.txt").write_text("a.png b.png\n")
+    ref = np.stack([np.arange(12), np.arange(12)], 1)
+    h5io.write_matches(tmp_path / "ref.h5", "a.png", "b.png", *h5io.matches_to_matches0(ref, np.ones(12), 50))
+    conf = {**l2m_hloc.anchored_confs["l2m-anchored"],
+            "model": {"name": "l2m", "variant": "l2m-tiny", "weights": "random", "coarse_res": 64, "upsample_res": 0}}
+    conf["anchored"] = {**conf["anchored"], "combine": "union", "gate": {"min_agreement": 0, "agree_radius_px": 4.0,
+                                                                         "min_area": 0.0}}
+    out = l2m_hloc.match_anchored(conf, tmp_path / "pairs.txt", tmp_path, tmp_path / "feats.h5",
+                                  tmp_path / "matches.h5", matches_ref=tmp_path / "ref.h5")
+    m, _ = h5io.read_matches(out, "a.png", "b.png")
+    assert set(map(tuple, ref.tolist())) <= set(map(tuple, m.tolist()))  # union keeps the detector's matches
+    assert m.max() < 50 and len(set(m[:, 0].tolist())) == len(m)

@@ -106,3 +106,88 @@ def test_fast_preset_has_its_own_identity_and_user_keys_still_win():
     assert tuple(fast["model_conf"]["upsample_levels"]) == (4, 2, 1)
     same = identity("l2m-tiny-fast", {"upsample_res": 640, "upsample_levels": [8, 4, 2, 1]})
     assert same["model_conf"]["upsample_res"] == 640 and same["model_conf"]["upsample_levels"] == [8, 4, 2, 1]
+
+
+def _fountain_pose_errors(matcher_name: str, pairs: list[tuple[str, str]]) -> list[float]:
+    """max(rotation, translation-direction) error in degrees of the relative pose from the matcher's matches
+    (essential matrix with the GT cameras, 2 px RANSAC) on Strecha fountain-P11 pairs."""
+    import pycolmap
+
+    from l2m.geometry import relative_pose, relative_pose_error
+    from l2m.images import read_image
+    from tests.l2m_sfm.test_baselines import DATA
+
+    scene = DATA / "strecha" / "fountain-P11"
+    if not (scene / "gt").is_dir():
+        pytest.skip(f"strecha data not found under {DATA} (set L2M_SHARED_DATA)")
+    torch.set_num_threads(2)
+    rec = pycolmap.Reconstruction(str(scene / "gt"))
+    images = {im.name: im for im in rec.images.values()}
+    matcher = get_matcher(matcher_name, {}, "cpu")  # the bundled weights
+    errors = []
+    for a, b in pairs:
+        pm = matcher.match_pair(read_image(scene / "images" / a), read_image(scene / "images" / b), a, b)
+        i0, i1 = images[a], images[b]
+        est = pycolmap.estimate_essential_matrix(pm.keypoints0.astype(np.float64) + 0.5,
+                                                 pm.keypoints1.astype(np.float64) + 0.5, rec.cameras[i0.camera_id],
+                                                 rec.cameras[i1.camera_id], pycolmap.RANSACOptions(max_error=2.0))
+        T0, T1 = np.eye(4), np.eye(4)
+        T0[:3], T1[:3] = i0.cam_from_world().matrix(), i1.cam_from_world().matrix()
+        T = est["cam2_from_cam1"].matrix()
+        errors.append(max(relative_pose_error(T[:, :3], T[:, 3], relative_pose(T0, T1))))
+    return errors
+
+
+@pytest.mark.data
+def test_l2m_tiny_fast_on_a_real_pair():
+    """Measured: pose error 0.26 deg, AUC@5 0.95 (the same pair with SIFT: see test_baselines)."""
+    from l2m.evaluation.metrics import pose_auc
+
+    errors = _fountain_pose_errors("l2m-tiny-fast", [("0000.jpg", "0001.jpg")])
+    assert pose_auc(errors, (5,))[0] > 0.8, errors
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_l2m_tiny_auc_on_real_pairs():
+    """Four fountain-P11 pairs, full l2m-tiny. Measured: errors 0.40, 0.14, 0.08, 0.40 deg, AUC@5/10/20 =
+    0.96/0.98/0.99."""
+    from l2m.evaluation.metrics import pose_auc
+
+    errors = _fountain_pose_errors("l2m-tiny", [("0000.jpg", "0001.jpg"), ("0003.jpg", "0004.jpg"),
+                                                ("0006.jpg", "0007.jpg"), ("0009.jpg", "0010.jpg")])
+    auc5, auc10, _ = pose_auc(errors)
+    assert auc5 > 0.85 and auc10 > 0.9, errors
+
+
+def _check_anchor(m, a, b):
+    rng = np.random.default_rng(1)
+    k0 = rng.uniform(0, [89, 59], (40, 2)).astype(np.float32)
+    k1 = rng.uniform(0, [69, 49], (30, 2)).astype(np.float32)
+    agree = (np.arange(10), np.arange(10))
+    out = m.anchor(a, b, k0, k1, "a", "b", radius_px=3.0, min_certainty=0.0, agree=agree)
+    mt = out["matches"]
+    assert mt.shape[1] == 2 and len(out["scores"]) == len(mt)
+    assert np.all((mt[:, 0] >= 0) & (mt[:, 0] < 40) & (mt[:, 1] >= 0) & (mt[:, 1] < 30))
+    assert len(set(mt[:, 0].tolist())) == len(mt) and len(set(mt[:, 1].tolist())) == len(mt)
+    assert 0.0 <= out["certain_area"] <= 1.0 and 0 <= out["agreement"] <= 10
+
+
+def test_anchor_gives_mutual_keypoint_index_pairs(tmp_path):
+    m = get_matcher("l2m-tiny", {"weights": "random", "coarse_res": 64, "upsample_res": 0,
+                                 "warp_cache": str(tmp_path / "warps.h5")})
+    a, _, c = _images()
+    _check_anchor(m, a, c)
+    first = m.dense(a, c, "a", "c")
+    again = m.dense(a, c, "a", "c")  # from the warp cache: identical
+    assert torch.equal(first.warp, again.warp) and torch.equal(first.certainty, again.certainty)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,conf", [("l2m-tiny-fast", {"upsample_res": 0, "coarse_res": 64}),
+                                       ("l2m-vitb", {"coarse_res": 56, "upsample_res": 0}),
+                                       ("l2m++", {"coarse_res": 56, "upsample_res": 0})])
+def test_anchor_works_for_every_dense_matcher(name, conf):
+    m = get_matcher(name, {"weights": "random", **conf})
+    a, _, c = _images()
+    _check_anchor(m, a, c)

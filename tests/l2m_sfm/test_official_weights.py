@@ -8,6 +8,7 @@ the plumbing (files found, formats loaded, every stage runs), not accuracy.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -81,18 +82,17 @@ def test_reconstruct_finds_official_files_in_l2m_home(official_files, l2m_home, 
     with h5py.File(out / "matches.h5", "r") as f:
         pairs = sum(len(f[a]) for a in f)
     assert pairs == 3
-    import json
-
-    report = json.loads((out / "report.json").read_text())
-    assert report["matcher"]["name"] == "l2m++" if "matcher" in report else True
+    config = json.loads((out / "config.json").read_text())
+    assert config["matcher"]["name"] == "l2m++"
 
 
 @pytest.mark.slow
-def test_reconstruct_with_weights_flag_and_the_files_in_l2m_home(official_files, l2m_home, three_photos, tmp_path):
-    _link(official_files["vit"], l2m_home)
+def test_reconstruct_with_weights_flags(official_files, l2m_home, three_photos, tmp_path):
+    """--weights and --coarse-weights with an empty $L2M_HOME: both files are taken from the given paths."""
     out = tmp_path / "out"
     code = _reconstruct(["--images", str(three_photos), "--output", str(out), "--matcher", "l2m++",
-                         "--weights", str(official_files["flat"]), *SMALL])
+                         "--weights", str(official_files["flat"]), "--coarse-weights", str(official_files["vit"]),
+                         *SMALL])
     assert code in (0, 2)
     with h5py.File(out / "features.h5", "r") as f:
         assert sorted(f) == ["view_00.jpg", "view_01.jpg", "view_02.jpg"]

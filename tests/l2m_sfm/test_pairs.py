@@ -105,3 +105,15 @@ def test_retrieval_pairs_in_row_blocks_equal_the_full_similarity_matrix():
     sim = desc @ desc.T
     np.fill_diagonal(sim, -np.inf)
     assert (names[0], names[int(np.argmax(sim[0]))]) in full and len(full) >= 300 * 7 // 2
+
+
+@pytest.mark.parametrize("name", ["IMG 0001.jpg", "Été ü/写真 2.jpg", "100%.jpg", "a%20b.jpg", "tab\there.png",
+                                  "nbsp\u00a0x.jpg", "plain/view_00.jpg"])
+def test_names_with_whitespace_round_trip_through_pair_files(tmp_path, name):
+    from l2m_sfm.pairs import decode_name, encode_name
+
+    token = encode_name(name)
+    assert decode_name(token) == name and token.split() == [token]
+    assert (token == name) == (not any(c.isspace() or c == "%" for c in name))  # other names stay as they are
+    pairs.write_pairs([(name, "other.jpg")], tmp_path / "pairs.txt")
+    assert pairs.parse_pairs(tmp_path / "pairs.txt", [name, "other.jpg"]) == [(name, "other.jpg")]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from l2m_sfm import reconstruct, sample_scene
 from l2m_sfm.evaluate import evaluate
-from l2m_sfm.images import read_image
+from l2m.images import read_image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "toybox"
 SMALL = {"num_views": 7, "width": 320, "height": 240, "focal": 260.0, "supersample": 2}
@@ -344,3 +344,101 @@ def test_auto_mapper_switches_to_global_above_the_documented_size():
     assert reconstruct.mapper_choice("global", 3) == {"type": "global", "requested": "global", "reason": "requested"}
     auto = reconstruct.mapper_choice("auto", n + 1)
     assert auto["type"] == "global" and auto["requested"] == "auto" and str(n) in auto["reason"]
+
+
+@pytest.fixture(scope="module")
+def exact_model(tmp_path_factory):
+    """The sample scene's GT cameras with points triangulated from exact GT-matcher tracks (PINHOLE 520 px,
+    principal point (320, 240))."""
+    from l2m_sfm import triangulate
+    from l2m_sfm.gt_matcher import GTMatcher
+    from l2m_sfm.pairs import pairs_exhaustive, write_pairs
+
+    if not SAMPLE.exists():
+        pytest.skip(f"sample scene {SAMPLE} missing")
+    out = tmp_path_factory.mktemp("exact")
+    pairs = pairs_exhaustive(sorted(p.name for p in (SAMPLE / "images").iterdir()))
+    write_pairs(pairs, out / "pairs.txt")
+    GTMatcher({"scene": SAMPLE}).write_tracks(out / "features.h5", out / "matches.h5", pairs, step=24)
+    return triangulate.main({}, SAMPLE / "gt", out / "features.h5", out / "matches.h5", out / "pairs.txt",
+                            out / "run", image_dir=SAMPLE / "images")
+
+
+def _shifted_principal_point(sfm: Path, dx: float, dy: float) -> pycolmap.Reconstruction:
+    model = pycolmap.Reconstruction(str(sfm))
+    for cam in model.cameras.values():
+        cam.params = cam.params + np.array([0, 0, dx, dy])  # PINHOLE fx, fy, cx, cy
+    return model
+
+
+def test_principal_point_refinement_recovers_a_shifted_principal_point(exact_model):
+    """Exact tracks, principal point moved by (+6, -4) px: the final BA brings it back to (320, 240)."""
+    from l2m_sfm import colmap
+
+    model = _shifted_principal_point(exact_model, 6.0, -4.0)
+    assert colmap.refine_principal_points(model, min_images=5) is True
+    cam = next(iter(model.cameras.values()))
+    assert abs(cam.principal_point_x - 320) < 0.5 and abs(cam.principal_point_y - 240) < 0.5, cam.params
+    assert abs(cam.focal_length_x - 520) < 1.0
+
+
+def test_principal_point_refinement_is_undone_when_it_moves_too_far(exact_model):
+    """The same shift, but a limit of 0.1 % of the image size: the refinement is rejected and cameras, poses and
+    points are restored exactly."""
+    from l2m_sfm import colmap
+
+    model = _shifted_principal_point(exact_model, 6.0, -4.0)
+    before = pycolmap.Reconstruction(model)
+    assert colmap.refine_principal_points(model, min_images=5, max_shift=0.001) is False
+    for cid, cam in before.cameras.items():
+        assert np.array_equal(model.cameras[cid].params, cam.params)
+    for iid in before.reg_image_ids():
+        assert np.array_equal(model.images[iid].cam_from_world().matrix(), before.images[iid].cam_from_world().matrix())
+    for pid, pt in before.points3D.items():
+        assert np.array_equal(model.points3D[pid].xyz, pt.xyz)
+    # too few images per camera: nothing is touched at all
+    assert colmap.refine_principal_points(model, min_images=9) is False
+
+
+def test_failure_advice_leaves_out_what_was_tried():
+    from l2m_sfm.report import failure_message
+
+    base = {"images": {"found": 6}, "database": {"verified_pairs": 0, "matched_pairs": 15,
+                                                 "keypoints_per_image": {"a": 900, "b": 1000}},
+            "models": [{"mapper": "incremental", "attempt": k, "focal_priors": True} for k in range(3)]}
+    tried = {**base, "pairs": {"method": "exhaustive"}, "config": {
+        "pairs": "exhaustive", "matcher": {"name": "disk+lightglue"},
+        "camera": {"mode": "single", "intrinsics": "500,500,320,240"}}}
+    text = failure_message(tried)
+    assert "Tried: exhaustive pairs; matcher disk+lightglue; incremental mapping (3 seeds)" in text
+    for done in ("--pairs exhaustive", "--camera-mode single", "--intrinsics", "e.g. disk+lightglue"):
+        assert done not in text
+    assert "check that the photos overlap" in text and "e.g. sift" in text and "--mapper global" in text
+    fresh = {**base, "database": {**base["database"], "verified_pairs": 2}, "pairs": {"method": "retrieval:20"},
+             "config": {"pairs": "retrieval:20", "matcher": {"name": "sift"}, "camera": {"mode": "auto"}}}
+    text = failure_message(fresh)
+    assert "--pairs exhaustive" in text and "--camera-mode single" in text and "--intrinsics" in text
+    assert "overlap" not in text
+
+
+def test_intrinsics_are_validated_before_matching_and_held_fixed(small_scene, tmp_path, capsys):
+    images, out = small_scene / "images", tmp_path / "out"
+    for bad, message in (("260,260,160", "--intrinsics has 3 numbers"), ("0,260,160,120", "must be positive"),
+                         ("a,b,c,d", "expected comma-separated numbers")):
+        assert reconstruct.cli(["--images", str(images), "--output", str(out), "--intrinsics", bad]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()  # refused before anything was written or matched
+    # a focal 4 % off the truth (260 px) stays exactly as given: held fixed, not refined
+    assert reconstruct.cli(["--images", str(images), "--output", str(out), "--intrinsics", "250,250,160,120",
+                            "--matcher", "sift", "matcher.conf.max_keypoints=2048"]) == 0
+    model = pycolmap.Reconstruction(str(out / "sfm"))
+    assert model.num_reg_images() == 7
+    assert [list(c.params) for c in model.cameras.values()] == [[250.0, 250.0, 160.0, 120.0]]
+
+
+def test_weights_flag_with_a_sparse_matcher_is_one_clear_line(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    assert reconstruct.cli(["--images", str(images), "--weights", "x.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "--weights is for L2M matchers" in err and "matcher sift takes none" in err

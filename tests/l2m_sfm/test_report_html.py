@@ -12,8 +12,8 @@ import pycolmap
 import pytest
 
 from l2m_sfm import report, report_html
-from l2m_sfm.bench_html import write_two_view_page
-from l2m_sfm.bench_plots import draw_pair, worst_pair_path
+from l2m_bench.page import write_two_view_page
+from l2m_bench.plots import draw_pair, worst_pair_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import Browser, find_chromium  # noqa: E402

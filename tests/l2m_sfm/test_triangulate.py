@@ -41,10 +41,22 @@ def test_points_lie_on_the_scene(triangulated):
     assert model.num_points3D() > 800
     assert model.compute_mean_reprojection_error() < 0.05
     assert model.compute_mean_track_length() > 3
-    # every point re-projects onto its observations in a GT image whose depth agrees with it
-    pts = np.array([p.xyz for p in model.points3D.values()])
-    xy, visible = matcher.project("view_03.jpg", pts)
-    assert visible.mean() > 0.5
+    # every point re-projects onto every one of its observations (GT poses, hloc convention) within the 4 px
+    # epipolar gate (max_epipolar_error), and all but 0.2 % within 0.5 px (seen: 4 of 3524 points have one
+    # observation 0.5-3.9 px off, in tracks spread over several views)
+    off, count, worst = 0, 0, 0.0
+    for pid, point in model.points3D.items():
+        errors = []
+        for el in point.track.elements:
+            image = model.images[el.image_id]
+            xy, _ = matcher.project(image.name, point.xyz[None])
+            errors.append(float(np.linalg.norm(xy[0] - (image.points2D[el.point2D_idx].xy - 0.5))))
+        count += len(errors)
+        worst = max(worst, max(errors))
+        off += max(errors) > 0.5
+    assert count > 3 * model.num_points3D()
+    assert worst < 4.0
+    assert off <= 0.002 * model.num_points3D(), f"{off} points off their observations by > 0.5 px"
     gt = pycolmap.Reconstruction(str(SAMPLE / "gt"))
     for image in gt.images.values():  # poses unchanged
         est = model.find_image_with_name(image.name)

@@ -72,3 +72,21 @@ def test_disparity_inputs_and_missing_ones_are_reported(tmp_path):
     pair = FolderPairs(out, resolution=(32, 32))[0]
     assert pair["image_A"].shape == (3, 32, 32) and pair["depth_A"].shape == (32, 32)
     assert "pseudo_depth" not in (out / "a__v0" / "meta.json").read_text()  # the given disparity was used
+
+
+def test_configuration_errors_are_one_line_with_a_failing_status(tmp_path, capsys):
+    gen = load_cli()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    cases = [
+        (["--images", str(empty)], "holds no readable photos; 1 files skipped, e.g. notes.txt"),
+        (["--images", str(tmp_path / "missing")], "does not exist"),
+        (["--images", str(empty), "pose.nope=1"], "Unknown key data.pose.nope"),
+        (["--images", str(make_inputs(tmp_path)), "--sky-mask", str(tmp_path / "sky.onnx")], "Sky model"),
+    ]
+    for args, message in cases:
+        assert gen.run([*args, "--output", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "out").exists()  # nothing written

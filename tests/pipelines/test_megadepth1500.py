@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from synthetic_bench import OracleMatcher, World, install_oracle, load_script, relative, write_megadepth
 
-from l2m_sfm.bench_datasets import BenchmarkDataError, load_megadepth1500, load_pairs_with_gt
+from l2m.data.benchmark_pairs import BenchmarkDataError, load_megadepth1500, load_pairs_with_gt
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("L2M_SHARED_DATA", REPO / ".." / "shared" / "data"))

@@ -9,7 +9,7 @@ import pycolmap
 import pytest
 
 from l2m_sfm import sample_scene
-from l2m_sfm.bench_datasets import load_scene
+from l2m.data.benchmark_pairs import load_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pipelines"))
 import real_pairs  # noqa: E402

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from synthetic_bench import OracleMatcher, World, install_oracle, load_script, relative, write_scannet
 
-from l2m_sfm.bench_datasets import BenchmarkDataError, load_scannet1500
+from l2m.data.benchmark_pairs import BenchmarkDataError, load_scannet1500
 
 sn = load_script("scannet1500")
 K640 = {"scene0707_00": np.array([[577.6, 0, 318.9], [0, 578.7, 242.7], [0, 0, 1]]),

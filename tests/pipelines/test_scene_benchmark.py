@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from synthetic_bench import OracleMatcher, World, install_oracle, load_script, write_colmap_scene
 
-from l2m_sfm.bench_datasets import BenchmarkDataError, default_scene_pairs, load_scene
+from l2m.data.benchmark_pairs import BenchmarkDataError, default_scene_pairs, load_scene
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("L2M_SHARED_DATA", REPO / ".." / "shared" / "data"))

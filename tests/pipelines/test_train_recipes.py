@@ -128,3 +128,27 @@ def test_real_pair_recipe_trains_on_sparse_correspondences(tmp_path):
     # 3 photos x 2 views synthetic + 2 real pairs x 3 repeats; the seeded shuffle puts real pairs in 2+ batches
     assert sum("sparse_regression_1" in r for r in train) >= 2
     assert json.loads((out / "config.json").read_text())["task"]["data"]["sfm"][0]["model"] == str(model)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train.stepz=3"], "Unknown key train.stepz"),
+    (["--preset", "nope"], "Training preset 'nope' not found"),
+    (["foo=1"], "Overrides must start with train. or task."),
+    (["--real-pairs", "/nonexistent/sources.json"], "--real-pairs file /nonexistent/sources.json does not exist"),
+])
+def test_configuration_errors_are_one_line_with_status_2(tmp_path, capsys, args, message):
+    from l2m.train.cli import run
+
+    assert run(2, ["--output", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_that_is_not_json_is_one_line(tmp_path, capsys):
+    from l2m.train.cli import run
+
+    bad = tmp_path / "broken.json"
+    bad.write_text("{'train': ")
+    assert run(1, ["--output", str(tmp_path / "run"), "--preset", str(bad)]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err

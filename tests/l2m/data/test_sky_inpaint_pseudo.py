@@ -30,7 +30,39 @@ def test_heuristic_sky_finds_a_smooth_blue_top_and_nothing_in_a_textured_photo()
     with pytest.raises(FileNotFoundError, match="Sky model"):
         get_sky_segmenter("/nonexistent/sky.onnx")
     assert isinstance(get_sky_segmenter(None), HeuristicSkySegmenter)
-    assert OnnxSkySegmenter.__call__  # ONNX path: exercised by users with a model file
+
+
+class _BlueMinusRed(torch.nn.Module):
+    """A tiny 'sky model': local mean of (blue - red) of the normalised input; sign=-1 gives the opposite map."""
+
+    def __init__(self, sign: float):
+        super().__init__()
+        self.sign = sign
+        self.pool = torch.nn.AvgPool2d(31, stride=1, padding=15, count_include_pad=False)
+
+    def forward(self, x):
+        return self.pool(self.sign * (x[:, 2:3] - x[:, 0:1]))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_onnx_sky_segmenter_runs_a_real_onnx_model(tmp_path, sign):
+    """The ONNX path end to end on a model exported here: its output decides the mask (the inverted model gives
+    the inverted mask), through the segmenter's resize, normalisation and min-max steps."""
+    pytest.importorskip("onnxruntime", reason="pip install onnxruntime (the [onnx] extra) for the ONNX sky path")
+    pytest.importorskip("onnx", reason="torch.onnx.export needs the onnx package")
+    path = tmp_path / "sky.onnx"
+    torch.onnx.export(_BlueMinusRed(sign), torch.zeros(1, 3, 320, 320), str(path), input_names=["image"],
+                      output_names=["sky"], dynamo=False)
+    segmenter = get_sky_segmenter(str(path))
+    assert isinstance(segmenter, OnnxSkySegmenter)
+    img, rows = sky_photo()
+    sky = segmenter(img)
+    assert sky.shape == img.shape[:2] and sky.dtype == bool
+    top, bottom = sky[: rows - 6].mean(), sky[rows + 6:].mean()
+    if sign > 0:
+        assert top > 0.95 and bottom < 0.02, (top, bottom)
+    else:
+        assert top < 0.02 and bottom > 0.5, (top, bottom)
 
 
 def test_sky_pixels_never_get_depth_or_correspondences():

@@ -43,9 +43,10 @@ def test_cls_to_flow_refine_decoding():
     assert torch.allclose(flow[0, :, 0, 1], (a[3 * g + 4] + a[3 * g + 5]) / 2, atol=1e-5)
 
 
-def test_gp_posterior_mean_equals_explicit_inverse():
+@pytest.mark.parametrize("solve", ["inverse", "cholesky"])
+def test_gp_posterior_mean_equals_explicit_inverse(solve):
     torch.manual_seed(0)
-    gp = GP(gp_dim=16)
+    gp = GP(gp_dim=16, solve=solve)
     x, y = torch.randn(2, 8, 3, 4), torch.randn(2, 8, 4, 5)
     mu = gp(x, y)
     xt, yt = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)
@@ -106,3 +107,21 @@ def test_upsample_pass_runs_fine_levels_only():
     assert list(out) == [8, 4, 2, 1] and out[1]["flow"].shape == (2, 2, 48, 48)
     with pytest.raises(ValueError, match="previous pass"):
         dec(pa, pa, upsample=True)
+
+
+def test_gp_inverse_runs_on_a_batch_with_two_threads():
+    """oneMKL's batched inverse raises on a batch of 400×400 (or larger) matrices with 2 CPU threads (torch 2.14);
+    the GP inverts one matrix at a time and gives the Cholesky solve's result."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        x, y = torch.randn(2, 16, 20, 20), torch.randn(2, 16, 20, 20)
+        mu = GP(gp_dim=8, solve="inverse")(x, y)
+    finally:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    gp = GP(gp_dim=8, solve="inverse")
+    ref = GP(gp_dim=8, solve="cholesky")
+    ref.load_state_dict(gp.state_dict())
+    assert torch.allclose(gp(x, y), ref(x, y), atol=1e-4) and not mu.isnan().any()

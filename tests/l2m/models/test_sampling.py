@@ -90,3 +90,56 @@ def test_pixel_round_trip():
     n = to_normalized_coordinates(p, 480, 640, hloc=True)
     assert torch.allclose(n[0], torch.tensor([-1 + 1 / 640, -1 + 1 / 480]))
     assert torch.allclose(to_pixel_coordinates(n, 480, 640, hloc=True), p, atol=1e-4)
+
+
+def _similarity_warp(h: int, w: int, scale: float = 0.9, angle: float = 0.1, shift=(0.05, -0.03)):
+    """Symmetric (h, 2w, 4) warp of an exact similarity x_B = s R x_A + t (normalised), certainty 1 inside."""
+    import math
+
+    c, s = math.cos(angle), math.sin(angle)
+    M = torch.tensor([[c, -s], [s, c]]) * scale
+    t = torch.tensor(shift)
+    fwd = lambda x: x @ M.T + t  # noqa: E731
+    bwd = lambda x: (x - t) @ torch.linalg.inv(M).T  # noqa: E731
+    g = cell_centres(h, w)
+    a2b, b2a = fwd(g), bwd(g)
+    warp = torch.cat((torch.cat((g, a2b), -1), torch.cat((b2a, g), -1)), 1)
+    cert = torch.cat(((a2b.abs() <= 1).all(-1), (b2a.abs() <= 1).all(-1)), 1).float()
+    return warp, cert, fwd
+
+
+def test_anchor_matches_are_mutual_keypoint_pairs_within_radius():
+    from l2m.models.sampling import anchor_matches
+
+    h, w = 120, 160
+    warp, cert, fwd = _similarity_warp(h, w)
+    px = torch.tensor([w / 2, h / 2])
+    gen = torch.Generator().manual_seed(0)
+    xa = torch.rand(300, 2, generator=gen) * 1.6 - 0.8
+    true_b = fwd(xa)
+    seen = (true_b.abs() < 0.98).all(1)
+    noise = torch.randn(300, 2, generator=gen) * 0.3 / px  # 0.3 px detector noise
+    xb = torch.cat((true_b[seen] + noise[seen], torch.rand(60, 2, generator=gen) * 2 - 1))  # + 60 distractors
+    owner = torch.nonzero(seen).squeeze(1)  # B keypoint k < seen.sum() is A's keypoint owner[k]
+    ia, ib, score = anchor_matches(xa, xb, warp, cert, radius_px=2.0, cert_th=0.5)
+    assert len(ia) == len(ib) == len(score)
+    assert len(set(ia.tolist())) == len(ia) and len(set(ib.tolist())) == len(ib)  # one-to-one
+    err = ((true_b[ia] - xb[ib]) * px).norm(dim=1)
+    assert err.max() <= 2.0  # every match within the radius of the true point (working pixels)
+    correct = (ib < int(seen.sum())) & (owner[ib.clamp(max=int(seen.sum()) - 1)] == ia)
+    assert correct.float().mean() >= 0.97
+    assert len(ia) >= 0.9 * int(seen.sum())
+    assert torch.all(score > 0.5)
+
+
+def test_anchor_matches_need_the_backward_warp_to_agree():
+    from l2m.models.sampling import anchor_matches
+
+    h, w = 120, 160
+    warp, cert, fwd = _similarity_warp(h, w)
+    xa = torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 1.2 - 0.6
+    xb = fwd(xa)
+    assert len(anchor_matches(xa, xb, warp, cert)[0]) >= 190
+    broken = warp.clone()
+    broken[:, w:, :2] = broken[:, w:, :2] + 0.1  # B -> A points 8 px away from where A -> B came from
+    assert len(anchor_matches(xa, xb, broken, cert)[0]) == 0

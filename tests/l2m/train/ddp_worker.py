@@ -1,6 +1,7 @@
 """Run a tiny stage-2 training (2 steps, global batch 4) single-process or under torchrun; used by test_loop.py.
 
-Usage: python ddp_worker.py OUT_DIR        (or: torchrun --standalone --nproc_per_node 2 ddp_worker.py OUT_DIR)
+Usage: python ddp_worker.py OUT_DIR [DATA_SEED]   (or: torchrun --standalone --nproc_per_node 2 ddp_worker.py OUT_DIR)
+DATA_SEED (default 0) changes the textures only: the control run of test_loop.py's DDP test.
 """
 import sys
 from pathlib import Path
@@ -18,11 +19,11 @@ LOOP = {"steps": 2, "batch_size": 4, "grad_clip": 1.0, "log_every": 1, "checkpoi
         "tensorboard": False, "lr_milestones": [], "threads": 1, "device": "cpu"}
 
 
-def main(out: str) -> None:
+def main(out: str, data_seed: int = 0) -> None:
     torch.set_num_threads(1)
-    ds = PlanePairs(8, 64, same_geometry=True)
+    ds = PlanePairs(8, 64, seed=data_seed, same_geometry=True)
     train(Stage2Task(TASK, LOOP["batch_size"], (ds, ds)), {**LOOP, "output_dir": out})
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)

@@ -105,8 +105,20 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
         assert b["total"] == pytest.approx(a["total"], rel=2e-3)
     pa, pb = _params(single, 2), _params(ddp, 2)
-    n_diff = sum(int(((pa[k] - pb[k]).abs() > 1e-6).sum()) for k in pa if pa[k].is_floating_point())
-    n_all = sum(pa[k].numel() for k in pa if pa[k].is_floating_point())
-    # Adam's first steps are ~lr·sign(g): only elements with near-zero gradients may differ (measured 0.6 %)
-    assert n_diff / n_all < 0.02, n_diff / n_all
-    assert max(float((pa[k] - pb[k]).abs().max()) for k in pa if pa[k].is_floating_point()) <= 2 * 2 * 1e-4 + 1e-6
+    keys = [k for k in pa if pa[k].is_floating_point()]
+    flat = lambda p: torch.cat([p[k].flatten().double() for k in keys])  # noqa: E731
+    # Adam moves every parameter by ~lr per step whatever the gradient, so "differ by < 2 steps x lr" holds for
+    # any two runs. Measure instead against what other training data does: a control run on other textures
+    # (same init, same steps). DDP must be several times closer to the single run than the control is.
+    # Measured: |single - ddp| 7.3e-3, |single - other data| 0.156, |one update| 0.063 (elements with near-zero
+    # gradients still flip Adam's sign, hence 0.12 of one update rather than ~0).
+    other = tmp_path / "other"
+    subprocess.run([sys.executable, worker, str(other), "1"], check=True, env=env, timeout=300)
+    update = flat(pa) - flat(_params(single, 1))
+    ddp_gap, control_gap = (flat(pa) - flat(pb)).norm(), (flat(pa) - flat(_params(other, 2))).norm()
+    print(f"|single - ddp| {ddp_gap:.2e}, |single - other data| {control_gap:.2e}, |one update| {update.norm():.2e}")
+    assert update.norm() > 0
+    assert ddp_gap < 0.25 * update.norm(), float(ddp_gap / update.norm())
+    assert ddp_gap < 0.25 * control_gap, (float(ddp_gap), float(control_gap))
+    ddp_update = flat(pb) - flat(_params(ddp, 1))
+    assert torch.nn.functional.cosine_similarity(update, ddp_update, dim=0) > 0.99

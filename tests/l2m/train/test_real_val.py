@@ -7,7 +7,7 @@ import pytest
 from l2m.models.zoo import build_model
 from l2m.train.real_val import pose_auc_on_scene
 from l2m_sfm import sample_scene
-from l2m_sfm.bench_datasets import BenchmarkDataError
+from l2m.data.benchmark_pairs import BenchmarkDataError
 
 
 @pytest.fixture(scope="module")

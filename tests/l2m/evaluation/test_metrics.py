@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from l2m_sfm.metrics import mean_average_accuracy, pose_auc
+from l2m.evaluation.metrics import mean_average_accuracy, pose_auc
 
 
 def test_auc_with_a_failure_hand_computed():

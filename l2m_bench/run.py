@@ -17,11 +17,11 @@ from typing import Any, Callable, Mapping
 import cv2
 import numpy as np
 
-from l2m_sfm.bench_datasets import BenchPair
-from l2m_sfm.benchmark_io import CachedMatches, PredictionCache, package_versions, write_json
-from l2m_sfm.metrics import pose_auc
+from l2m.data.benchmark_pairs import BenchPair
+from l2m_bench.files import CachedMatches, PredictionCache, package_versions, write_json
+from l2m.evaluation.metrics import pose_auc
 from l2m_sfm.shards import Shards
-from l2m_sfm.relpose import (Protocol, K_colmap_to_hloc, evaluate_pose_trials, rescale_K, rescale_keypoints,
+from l2m.evaluation.relpose import (Protocol, K_colmap_to_hloc, evaluate_pose_trials, rescale_K, rescale_keypoints,
                              resized_size, select_matches, threshold_frame_size)
 
 K_CONVENTION = ("index-file/COLMAP intrinsics have pixel centres at +0.5; the harness subtracts 0.5 from "
@@ -31,7 +31,7 @@ THRESHOLDS = (5, 10, 20)
 
 def read_resized(path: Path, rule: str) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
     """(RGB uint8 image resized by `rule`, original (w, h), resized (w, h)); INTER_AREA when shrinking."""
-    from l2m_sfm.images import read_image
+    from l2m.images import read_image
 
     image = read_image(Path(path))
     h, w = image.shape[:2]

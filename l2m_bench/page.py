@@ -9,9 +9,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from l2m_sfm.bench_plots import recall_at, recall_curve, trial_errors, worst_pair_path, worst_pairs
+from l2m_bench.plots import recall_at, recall_curve, trial_errors, worst_pair_path, worst_pairs
 from l2m_sfm.html_page import esc, fmt, page, picture, plotly_figure, plotly_script, table, write_page
-from l2m_sfm.metrics import pose_auc
+from l2m.evaluation.metrics import pose_auc
 
 Records = list[dict[str, Any]]
 
@@ -61,11 +61,11 @@ def write_two_view_page(out_dir: Path, benchmark: str, protocol_text: str, rows:
                         runs: Mapping[str, Records], plot_dir: Path | None = None, protocol_name: str = "",
                         num_worst: int = 3, tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> Path:
     """OUT/results.html of a two-view benchmark: summary table, recall curves, worst pairs, any extra `tables`
-    (title -> records), and the pictures `bench_cli.write_plots` left in `plot_dir` (scatter, worst pairs)."""
+    (title -> records), and the pictures `l2m_bench.cli.write_plots` left in `plot_dir` (scatter, worst pairs)."""
     parts = [f'<p class="note">{esc(protocol_text)}</p>',
              table(["matcher", "AUC@5", "AUC@10", "AUC@20", "mAA", "failures", "median matches", "median inliers",
                     "s/pair"], _summary_rows(rows), "results", digits=1),
-             '<p class="note">AUC over every trial sample, failures kept (l2m_sfm.bench_run.summarize); in %.</p>']
+             '<p class="note">AUC over every trial sample, failures kept (l2m_bench.run.summarize); in %.</p>']
     for title, records in (tables or {}).items():
         parts.append(f"<h2>{esc(title)}</h2>" + records_table(records))
     if runs:

@@ -1,6 +1,6 @@
 """Benchmark figures: recall-vs-error curves of several matchers, per-pair error scatter, worst-pair matches.
 
-Inputs are the per-pair records of `l2m_sfm.bench_run.evaluate_cache` (errors in degrees; failures carry the
+Inputs are the per-pair records of `l2m_bench.run.evaluate_cache` (errors in degrees; failures carry the
 protocol's failure value, drawn at the right/top edge). Files are PNGs written atomically.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def plot_recall_curves(runs: Mapping[str, Records], path: Path, max_error: float
                        log_range: tuple[float, float] = (0.01, 180.0)) -> Path:
     """Recall-vs-pose-error curves of all matchers on one figure: linear 0..max_error (the AUC range, AUC@5/10/20
     in the legend) and a log-error panel that separates near-saturated methods."""
-    from l2m_sfm.metrics import pose_auc
+    from l2m.evaluation.metrics import pose_auc
 
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
     for i, (label, records) in enumerate(runs.items()):

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from l2m_sfm.benchmark_io import PredictionCache, package_versions, read_json, write_json
+from l2m_bench.files import PredictionCache, package_versions, read_json, write_json
 from l2m_sfm.h5io import read_raw_matches
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from l2m.config import ConfigError
-from l2m_sfm.metrics import pose_auc
-from l2m_sfm.relpose import (DATASETS, ESTIMATORS, PRESETS, K_colmap_to_hloc, estimate_relative_pose,
+from l2m.evaluation.metrics import pose_auc
+from l2m.evaluation.relpose import (DATASETS, ESTIMATORS, PRESETS, K_colmap_to_hloc, estimate_relative_pose,
                              evaluate_pose_trials, get_protocol, rescale_K, rescale_keypoints, resized_size,
                              select_matches, threshold_frame_size)
 

@@ -19,12 +19,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from l2m.config import parse_overrides
-from l2m_sfm.bench_datasets import BenchPair
-from l2m_sfm.bench_run import (evaluate_cache, format_table, match_to_cache, pair_in_frame, pair_rng,
+from l2m.data.benchmark_pairs import BenchPair
+from l2m_bench.run import (evaluate_cache, format_table, match_to_cache, pair_in_frame, pair_rng,
                                protocol_line, read_resized, summarize, summary_record, write_results)
-from l2m_sfm.benchmark_io import PredictionCache, file_slug, package_versions, write_json
+from l2m_bench.files import PredictionCache, file_slug, package_versions, write_json
 from l2m_sfm.matchers import matcher_identity
-from l2m_sfm.relpose import PRESETS, Protocol, estimate_relative_pose, get_protocol, select_indices
+from l2m.evaluation.relpose import PRESETS, Protocol, estimate_relative_pose, get_protocol, select_indices
 
 BASELINES = ("sift", "disk+lightglue", "aliked+lightglue", "xfeat+lighterglue")
 
@@ -177,7 +177,7 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
         write_plots(out / "plots", benchmark, protocol, runs, caches, pairs, image_paths, args.num_worst,
                     args.seed)
     if rows:
-        from l2m_sfm.bench_html import write_two_view_page
+        from l2m_bench.page import write_two_view_page
 
         page = write_two_view_page(out, benchmark, protocol_line(protocol, args.seed), rows, runs,
                                    None if args.no_plots else out / "plots", protocol.name, args.num_worst,
@@ -190,7 +190,7 @@ def write_plots(plot_dir: Path, benchmark: str, protocol: Protocol, runs: Mappin
                 caches: Mapping[str, PredictionCache], pairs: list[BenchPair],
                 image_paths: Mapping[str, Path] | None, num_worst: int, seed: int = 0) -> list[Path]:
     """Recall curves + error scatter of all matchers, and worst-pair match images (if images are at hand)."""
-    from l2m_sfm import bench_plots
+    from l2m_bench import plots as bench_plots
 
     title = f"{benchmark} | {protocol.name}: {protocol.estimator} {protocol.threshold} px ({protocol.threshold_frame})"
     paths = [bench_plots.plot_recall_curves(runs, plot_dir / f"{protocol.name}_recall.png", title=title),

@@ -4,7 +4,7 @@ import math
 import cv2
 import numpy as np
 
-from l2m_sfm.bench_plots import (plot_error_scatter, plot_recall_curves, plot_worst_pairs, recall_curve,
+from l2m_bench.plots import (plot_error_scatter, plot_recall_curves, plot_worst_pairs, recall_curve,
                                  worst_pairs)
 
 
