@@ -64,7 +64,8 @@ def add_common_args(parser: argparse.ArgumentParser, default_protocol: str) -> N
     parser.add_argument("--eval-only", action="store_true",
                         help="evaluate from the prediction cache only; missing pairs are an error")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default 2; under torchrun: the CPU cores split between the ranks)")
     parser.add_argument("--num-worst", type=int, default=3, help="match images of the N worst pairs per matcher")
     parser.add_argument("--no-plots", action="store_true")
 
@@ -112,9 +113,13 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
             print(f"  matcher {name}: conf {conf}")
         print("dry run: index parsed, protocol resolved; nothing matched or written")
         return [], {}
+    from l2m_sfm.shards import setup
+
+    sh = setup(args.device)  # torchrun: matching sharded over ranks, rank 0 evaluates
     try:
         import torch
-        torch.set_num_threads(max(1, args.threads))
+        if args.threads is not None or not sh.distributed:
+            torch.set_num_threads(max(1, args.threads or 2))
     except ImportError:
         pass
     out = Path(args.output)
@@ -137,11 +142,14 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
 
             def factory(name: str = name, conf: dict = conf) -> Any:
                 from l2m_sfm.matchers import get_matcher
-                holder["m"] = get_matcher(name, conf, args.device)
+                holder["m"] = get_matcher(name, conf, sh.device(args.device))
                 return holder["m"]
 
             t0 = time.time()
-            n = match_to_cache(factory, pairs, image_paths, protocol.resize, cache)
+            n = match_to_cache(factory, pairs, image_paths, protocol.resize, cache, progress=sh.is_main,
+                               shards=sh)
+            if not sh.is_main:
+                continue
             if n:
                 print(f"  {name}: matched {n} pairs in {time.time() - t0:.1f} s -> {cache.path}")
                 cache.set_attr("matcher_conf_resolved", _resolved_conf(holder["m"], conf))
@@ -156,6 +164,9 @@ def run_two_view(args: argparse.Namespace, dataset: str, benchmark: str, pairs: 
         rows.append(summary)
         runs[name] = records
         caches[name] = cache
+    if not sh.is_main:
+        print(f"[rank {sh.rank}/{sh.world}] matching shards done; rank 0 evaluates", flush=True)
+        return [], {}
     table = format_table(rows, f"{benchmark} -- {protocol.name}")
     print(table)
     print(protocol_line(protocol, args.seed))

@@ -6,6 +6,7 @@ evaluated with its own RNG seeded by (seed, pair key), so results do not depend 
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 import zlib
@@ -19,6 +20,7 @@ import numpy as np
 from l2m.data.benchmark_pairs import BenchPair
 from l2m_bench.files import CachedMatches, PredictionCache, package_versions, write_json
 from l2m.evaluation.metrics import pose_auc
+from l2m_sfm.shards import Shards
 from l2m.evaluation.relpose import (Protocol, K_colmap_to_hloc, evaluate_pose_trials, rescale_K, rescale_keypoints,
                              resized_size, select_matches, threshold_frame_size)
 
@@ -41,12 +43,30 @@ def read_resized(path: Path, rule: str) -> tuple[np.ndarray, tuple[int, int], tu
 
 
 def match_to_cache(matcher_factory: Callable[[], Any], pairs: list[BenchPair], image_paths: Mapping[str, Path],
-                   resize: str, cache: PredictionCache, progress: bool = True) -> int:
-    """Match every pair missing from `cache` (the matcher is built only if needed); returns how many ran."""
+                   resize: str, cache: PredictionCache, progress: bool = True, shards: Shards | None = None) -> int:
+    """Match every pair missing from `cache` (the matcher is built only if needed); returns how many ran.
+
+    Under torchrun (`shards`) each rank matches its block of the missing pairs into its own shard of the cache
+    file and rank 0 merges them (l2m_sfm.shards); the count returned is over all ranks.
+    """
+    sh = shards or Shards()
+    main_path = cache.path
+    sh.merge(main_path)  # shards left by a killed run
     todo = cache.missing([(p.name0, p.name1) for p in pairs])
-    if not todo:
+    total = len(todo)
+    if not total:
         return 0
-    matcher = matcher_factory()
+    if sh.distributed:
+        todo, cache = sh.split(todo), copy.copy(cache)
+        cache.path = sh.shard_path(main_path)
+    if todo:
+        _match_pairs(matcher_factory(), todo, image_paths, resize, cache, progress)
+    sh.merge(main_path)
+    return total
+
+
+def _match_pairs(matcher: Any, todo: list[tuple[str, str]], image_paths: Mapping[str, Path], resize: str,
+                 cache: PredictionCache, progress: bool) -> None:
     t_start = time.time()
     for k, (n0, n1) in enumerate(todo, 1):
         im0, orig0, in0 = read_resized(image_paths[n0], resize)
@@ -64,7 +84,6 @@ def match_to_cache(matcher_factory: Callable[[], Any], pairs: list[BenchPair], i
                   f"eta {eta:.0f} s)   ", end="", flush=True)
     if progress:
         print()
-    return len(todo)
 
 
 def pair_in_frame(pair: BenchPair, cached: CachedMatches, protocol: Protocol

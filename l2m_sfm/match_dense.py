@@ -51,6 +51,7 @@ from l2m.config import ConfigError, merge_conf, parse_overrides
 from l2m_sfm import h5io
 from l2m.images import ImageReader, image_size
 from l2m_sfm.pairs import parse_pairs
+from l2m_sfm.shards import Shards, shard_files
 
 confs: dict[str, dict[str, Any]] = {
     "fast": {"cell_size": 8, "max_error": 2, "max_kps": 4096},
@@ -314,19 +315,28 @@ def raw_matches_path(matches_path: Path) -> Path:
 
 
 def main(conf: dict[str, Any], matcher, image_dir: Path, image_names: list[str], pairs_path: Path,
-         features_path: Path, matches_path: Path, overwrite: bool = False, progress: bool = True
-         ) -> dict[str, int]:
-    """Match the pairs of `pairs_path` densely with `matcher`, then quantise into features.h5 / matches.h5."""
+         features_path: Path, matches_path: Path, overwrite: bool = False, progress: bool = True,
+         shards: Shards | None = None) -> dict[str, int]:
+    """Match the pairs of `pairs_path` densely with `matcher`, then quantise into features.h5 / matches.h5.
+
+    `shards` (torchrun, l2m_sfm.shards): each rank matches its block of pairs into its raw shard, rank 0
+    merges them and quantises alone; the other ranks return after the merge (stats without quantisation).
+    """
     conf = resolve_conf(conf)
     image_dir, features_path, matches_path = Path(image_dir), Path(features_path), Path(matches_path)
     raw_path = raw_matches_path(matches_path)
     pairs = parse_pairs(pairs_path, image_names)
-    if overwrite:
-        for p in (features_path, matches_path, raw_path):
-            p.unlink(missing_ok=True)
-    h5io.remove_incomplete(raw_path)
-    with h5py.File(raw_path, "a", libver="earliest") as f:
-        old = f.attrs.setdefault("matcher", matcher.name)
+    sh = shards or Shards()
+    if sh.is_main:
+        if overwrite:
+            for p in (features_path, matches_path, raw_path, *shard_files(raw_path)):
+                p.unlink(missing_ok=True)
+        h5io.remove_incomplete(raw_path)
+        with h5py.File(raw_path, "a", libver="earliest") as f:
+            old = f.attrs.setdefault("matcher", matcher.name)
+    sh.merge(raw_path)  # shards left by a killed run
+    with h5py.File(raw_path, "r") as f:
+        old = f.attrs["matcher"]
         if str(old) != matcher.name:
             raise ConfigError(f"{raw_path} holds raw matches of {old!r}, not {matcher.name!r}; use another output "
                               "folder or --overwrite")
@@ -334,13 +344,16 @@ def main(conf: dict[str, Any], matcher, image_dir: Path, image_names: list[str],
 
     image = ImageReader(image_dir)
 
-    for n0, n1 in tqdm(todo, desc=f"match {matcher.name}", unit="pair", disable=not progress):
+    for n0, n1 in tqdm(sh.split(todo), desc=f"match {matcher.name}", unit="pair", disable=not progress):
         pm = matcher.match_pair(image(n0), image(n1), n0, n1)
-        h5io.write_raw_matches(raw_path, n0, n1, pm.keypoints0, pm.keypoints1, pm.scores)
+        h5io.write_raw_matches(sh.shard_path(raw_path), n0, n1, pm.keypoints0, pm.keypoints1, pm.scores)
+    sh.merge(raw_path)
 
     sizes = {n: image_size(image_dir / n) for n in image_names}
     stats: dict[str, Any] = {"pairs_total": len(pairs), "pairs_reused": len(pairs) - len(todo),
                              "pairs_computed": len(todo), "images_extracted": 0, "images_reused": 0}
+    if not sh.is_main:
+        return stats
     sig = _signature(conf, sorted(pairs))
     if not todo and not overwrite and _up_to_date(features_path, matches_path, sig):
         stats["quantized"] = False

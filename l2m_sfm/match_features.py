@@ -7,6 +7,7 @@ stored in each file (attribute `matcher`); reusing a file made by another matche
 
     python -m l2m_sfm.match_features --images DIR --pairs pairs.txt --features features.h5 \\
         --matches matches.h5 [--matcher sift] [--overwrite] [max_keypoints=4096 ...]
+    torchrun --nproc_per_node N -m l2m_sfm.match_features ...     # sharded over N processes (l2m_sfm.shards)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from l2m.config import ConfigError, merge_conf, parse_overrides
 from l2m_sfm import h5io
 from l2m.images import read_image
 from l2m_sfm.pairs import parse_pairs
+from l2m_sfm.shards import Shards, shard_files
 
 default_conf: dict[str, Any] = {
     "matcher": "sift",     # a registered sparse matcher name, or a built matcher object (extract + match)
@@ -71,11 +73,13 @@ def extract_features(matcher, image_dir: Path, image_names: list[str], features_
 
 
 def main(conf: dict[str, Any], image_dir: Path, image_names: list[str], pairs_path: Path,
-         features_path: Path, matches_path: Path, overwrite: bool = False, progress: bool = True
-         ) -> dict[str, int]:
+         features_path: Path, matches_path: Path, overwrite: bool = False, progress: bool = True,
+         shards: Shards | None = None) -> dict[str, int]:
     """Extract features of `image_names` (relative to image_dir) and match the pairs of `pairs_path`.
 
-    Returns counts: pairs_total, pairs_reused, pairs_computed, images_extracted, images_reused.
+    `shards` (torchrun, l2m_sfm.shards): each rank extracts / matches its block into its shard file, rank 0
+    merges. Returns counts over all ranks: pairs_total, pairs_reused, pairs_computed, images_extracted,
+    images_reused.
     """
     conf = dict(conf or {})
     matcher_obj = conf.pop("matcher", default_conf["matcher"])
@@ -84,16 +88,22 @@ def main(conf: dict[str, Any], image_dir: Path, image_names: list[str], pairs_pa
     matcher = _build_matcher(conf)
     image_dir, features_path, matches_path = Path(image_dir), Path(features_path), Path(matches_path)
     pairs = parse_pairs(pairs_path, image_names)
-    if overwrite:
-        for p in (features_path, matches_path):
-            p.unlink(missing_ok=True)
-    for path, what in ((features_path, "features"), (matches_path, "matches")):
-        h5io.remove_incomplete(path)
-        _claim(path, matcher.name, what)
+    sh = shards or Shards()
+    if sh.is_main:
+        for path, what in ((features_path, "features"), (matches_path, "matches")):
+            if overwrite:
+                for p in [path, *shard_files(path)]:
+                    p.unlink(missing_ok=True)
+            h5io.remove_incomplete(path)
+            _claim(path, matcher.name, what)
 
-    todo = extract_features(matcher, image_dir, image_names, features_path, progress)
+    sh.merge(features_path)  # shards left by a killed run
+    todo = h5io.missing_names(features_path, list(image_names))
+    extract_features(matcher, image_dir, sh.split(todo), sh.shard_path(features_path), progress)
+    sh.merge(features_path)
     h5io.require_names(features_path, sorted({n for p in pairs for n in p}))
 
+    sh.merge(matches_path)
     with h5py.File(matches_path, "r") as f:
         new_pairs = [p for p in order_pairs(pairs) if not h5io.has_pair(f, *p)]
     cache: OrderedDict[str, dict] = OrderedDict()
@@ -105,11 +115,12 @@ def main(conf: dict[str, Any], image_dir: Path, image_names: list[str], pairs_pa
                 cache.popitem(last=False)
         return cache[name]
 
-    for n0, n1 in tqdm(new_pairs, desc=f"match {matcher.name}", unit="pair", disable=not progress):
+    for n0, n1 in tqdm(sh.split(new_pairs), desc=f"match {matcher.name}", unit="pair", disable=not progress):
         f0, f1 = features(n0), features(n1)
         matches, scores = matcher.match(f0, f1)
         m0, s0 = h5io.matches_to_matches0(matches, scores, len(f0["keypoints"]))
-        h5io.write_matches(matches_path, n0, n1, m0, s0)
+        h5io.write_matches(sh.shard_path(matches_path), n0, n1, m0, s0)
+    sh.merge(matches_path)
     return {"pairs_total": len(pairs), "pairs_reused": len(pairs) - len(new_pairs),
             "pairs_computed": len(new_pairs), "images_extracted": len(todo),
             "images_reused": len(image_names) - len(todo)}
@@ -130,12 +141,15 @@ def cli(argv: list[str] | None = None) -> int:
     from l2m.images import list_images
     from l2m_sfm.images import format_listing
 
+    from l2m_sfm.shards import setup
+
+    sh = setup(args.device)  # torchrun: this rank's block, its own GPU or share of the CPU threads
     names, skipped = list_images(args.images)
-    if skipped:
+    if skipped and sh.is_main:
         print(format_listing(args.images, [], skipped), file=sys.stderr)
     stats = main({"matcher": args.matcher, "matcher_conf": parse_overrides(args.overrides),
-                  "device": args.device}, args.images, names, args.pairs, args.features, args.matches,
-                 overwrite=args.overwrite)
+                  "device": sh.device(args.device)}, args.images, names, args.pairs, args.features,
+                 args.matches, overwrite=args.overwrite, progress=sh.is_main, shards=sh)
     print(" ".join(f"{k}={v}" for k, v in stats.items()))
     return 0
 

@@ -152,13 +152,36 @@ def write_pairs(pairs: Iterable[tuple[str, str]], output: Path) -> Path:
     return output
 
 
+def retrieval_cache(output: Path) -> Path:
+    """The descriptor cache of the retrieval pairs written to `output`: <stem>-global-descriptors.h5 beside it."""
+    return Path(output).with_name(Path(output).stem + "-global-descriptors.h5")
+
+
+def describe_sharded(conf: dict[str, Any], image_names: list[str], output: Path, image_dir: Path,
+                     shards: Any) -> int:
+    """Under torchrun: every rank describes its block of the images missing from the retrieval cache of
+    `output` (if `conf` pairs by retrieval), rank 0 merges; `main` then finds them all cached. Returns how many."""
+    conf = merge_conf(default_conf, conf, "pairs")
+    if not (conf["method"] == "retrieval" or (conf["method"] == "sequential" and conf["loop_closure_k"])):
+        return 0
+    from l2m_sfm import h5io, retrieval
+
+    cache = retrieval_cache(output)
+    shards.merge(cache)
+    todo = h5io.missing_names(cache, sorted(image_names))
+    retrieval.describe(merge_conf(retrieval.default_conf, conf["retrieval"], "retrieval"), Path(image_dir),
+                       shards.split(todo), shards.shard_path(cache), progress=shards.is_main)
+    shards.merge(cache)
+    return len(todo)
+
+
 def _retrieval_pairs(names: list[str], k: int, image_dir: Path | None, output: Path,
                      retrieval_conf: dict) -> list[tuple[str, str]]:
     if image_dir is None:
         raise ConfigError("retrieval pairing needs image_dir (the images to describe)")
     from l2m_sfm import retrieval
 
-    cache = output.with_name(output.stem + "-global-descriptors.h5")
+    cache = retrieval_cache(output)
     desc = retrieval.global_descriptors(retrieval_conf, Path(image_dir), names, cache)
     return retrieval.pairs_from_descriptors(names, desc, k)
 

@@ -1,8 +1,9 @@
 """Images in, COLMAP model out: list images -> pairs -> matching -> database -> verification -> mapping.
 
     python -m l2m_sfm.reconstruct --images DIR [--output OUT] [--pairs exhaustive|sequential:N|retrieval:K|file:PATH]
-        [--matcher NAME] [--mapper incremental|global] [--camera-mode auto|single|per-folder|per-image]
+        [--matcher NAME] [--mapper auto|incremental|global] [--camera-mode auto|single|per-folder|per-image]
         [--camera-model SIMPLE_RADIAL] [--intrinsics fx,fy,cx,cy] [--device cpu|cuda] [--overwrite] [key=value ...]
+    torchrun --nproc_per_node N -m l2m_sfm.reconstruct ...    # extraction and matching sharded (l2m_sfm.shards)
 
 Outputs in OUT (default outputs/<name of DIR>): pairs.txt, features.h5, matches.h5, database.db,
 sfm/ (binary model) + sfm/text/ (text model), report.json, report.html, config.json, matches/*.jpg, colmap.log.*.
@@ -22,7 +23,7 @@ import os
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,11 +32,16 @@ from l2m.config import ConfigError, merge_conf, parse_overrides, write_conf
 from l2m_sfm import colmap
 from l2m_sfm import report as report_mod
 from l2m_sfm import run_folder
+from l2m_sfm import shards as shards_mod
+from l2m_sfm.shards import Shards
 
 # Best baseline on ../shared/data/strecha (see benchmarks/sfm_smoke.py and the README); replaced by the
 # shipped L2M variant once it is trained.
 DEFAULT_MATCHER = "sift"
 EXHAUSTIVE_MAX_IMAGES = 30  # above this, the default pairing is retrieval:20
+# above this, mapper.type=auto maps globally (GLOMAP in COLMAP 4): incremental mapping repeats bundle
+# adjustment as images are added and grows faster than linearly (docs/scaling.md, benchmarks/scaling.py)
+GLOBAL_MAPPING_ABOVE = 1000
 PP_MIN_IMAGES = 5
 
 default_conf: dict[str, Any] = {
@@ -65,7 +71,8 @@ default_conf: dict[str, Any] = {
     # prior. opensfm_lund's EXIF (35 mm equivalent 35 mm) says 1035 px where bundle adjustment finds
     # 690-760 px: with the prior SIFT incremental mapping registered 3, 3, 2 of 29 (seeds 0-2), without 29,
     # 29, 27 of 29.
-    "mapper": {"type": "incremental", "options": {}, "attempts": 3, "fallback": "global", "fallback_below": 1.0,
+    # type: 'auto' = incremental up to GLOBAL_MAPPING_ABOVE images, global above (recorded in report.json)
+    "mapper": {"type": "auto", "options": {}, "attempts": 3, "fallback": "global", "fallback_below": 1.0,
                "seed": 0, "deterministic": True, "drop_focal_priors": True},
     "device": "cpu",
     "num_match_images": 4,  # pictures of matches written to OUT/matches/
@@ -89,12 +96,22 @@ def resolve_conf(conf: dict[str, Any] | None, num_images: int) -> dict[str, Any]
         conf["pairs"] = "exhaustive" if num_images <= EXHAUSTIVE_MAX_IMAGES else "retrieval:20"
     if conf["matcher"]["name"] is None:
         conf["matcher"]["name"] = DEFAULT_MATCHER
-    if conf["mapper"]["type"] not in ("incremental", "global"):
-        raise ConfigError(f"mapper {conf['mapper']['type']!r}: use incremental or global")
+    if conf["mapper"]["type"] not in ("auto", "incremental", "global"):
+        raise ConfigError(f"mapper {conf['mapper']['type']!r}: use auto, incremental or global")
+    conf["mapper"]["type"] = mapper_choice(conf["mapper"]["type"], num_images)["type"]
     if conf["camera"]["mode"] not in colmap.CAMERA_MODES:
         raise ConfigError(f"camera mode {conf['camera']['mode']!r}: use one of {', '.join(colmap.CAMERA_MODES)}")
     colmap.parse_intrinsics(conf["camera"]["intrinsics"], conf["camera"]["model"])  # bad values: fail before matching
     return conf
+
+
+def mapper_choice(requested: str, num_images: int) -> dict[str, Any]:
+    """Which mapper runs and why: {"type", "requested", "reason"} ('auto' switches above GLOBAL_MAPPING_ABOVE)."""
+    if requested != "auto":
+        return {"type": requested, "requested": requested, "reason": "requested"}
+    big = num_images > GLOBAL_MAPPING_ABOVE
+    return {"type": "global" if big else "incremental", "requested": "auto",
+            "reason": f"{num_images} images {'>' if big else '<='} {GLOBAL_MAPPING_ABOVE} (GLOBAL_MAPPING_ABOVE)"}
 
 
 class StageTimer:
@@ -131,15 +148,22 @@ def _key(*parts: Any) -> str:
 
 
 def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_path: Path,
-                 features_path: Path, matches_path: Path, overwrite: bool) -> dict[str, Any]:
-    """Match every pair with the configured matcher (dense or sparse path); resumes per pair."""
+                 features_path: Path, matches_path: Path, overwrite: bool, shards: Shards | None = None
+                 ) -> dict[str, Any]:
+    """Match every pair with the configured matcher (dense or sparse path); resumes per pair.
+
+    Under torchrun (`shards`), every rank matches its block on its own device; rank 0 merges (the anchored
+    path is not sharded yet: it runs on rank 0 alone)."""
     from l2m_sfm.matchers import get_matcher
 
-    matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], conf["device"])
+    sh = shards or Shards()
+    matcher = get_matcher(conf["matcher"]["name"], conf["matcher"]["conf"], sh.device(conf["device"]))
     anchored = bool(conf["matching"].get("anchors") or conf["matching"].get("combine"))
     if anchored and not getattr(matcher, "dense", False):
         raise ConfigError(f"matching.anchors / matching.combine apply to dense matchers, not {matcher.name!r}")
-    if anchored:
+    if anchored and not sh.is_main:
+        stats = {}
+    elif anchored:
         from l2m_sfm import match_anchored
 
         stats = match_anchored.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
@@ -149,12 +173,13 @@ def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_
         from l2m_sfm import match_dense
 
         stats = match_dense.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
-                                 matches_path, overwrite=overwrite, progress=True)
+                                 matches_path, overwrite=overwrite, progress=sh.is_main, shards=sh)
     else:
         from l2m_sfm import match_features
 
         stats = match_features.main(dict(conf["matching"], matcher=matcher), image_dir, names, pairs_path,
-                                    features_path, matches_path, overwrite=overwrite, progress=True)
+                                    features_path, matches_path, overwrite=overwrite, progress=sh.is_main,
+                                    shards=sh)
     stats = dict(stats or {})
     stats["dense"] = bool(getattr(matcher, "dense", False))
     return stats
@@ -204,11 +229,13 @@ def main(conf: dict[str, Any] | None, image_dir: Path, output: Path, overwrite: 
         detail = f" ({len(skipped)} files skipped, see above)" if skipped else ""
         raise ReconstructionError(f"{image_dir} holds {len(names)} readable image(s){detail}; SfM needs at least "
                                   "2 overlapping photos (jpg, png, tif, webp, bmp)")
+    choice = mapper_choice(merge_conf(default_conf, conf, "reconstruct")["mapper"]["type"], len(names))
     conf = resolve_conf(conf, len(names))
+    sh = shards_mod.setup(str(conf["device"]))  # torchrun: process group, this rank's device / threads
     # weight file hashes etc. (not a matcher conf key): a retrained checkpoint under the same name is a change
     conf["matcher"]["identity"] = matcher_identity(conf["matcher"]["name"], conf["matcher"]["conf"])
-    with run_folder.claimed(output):
-        return _main_claimed(conf, image_dir, output, names, skipped, timer, overwrite)
+    with run_folder.claimed(output) if sh.is_main else nullcontext(output):  # rank 0 holds the folder's lock
+        return _main_claimed(conf, image_dir, output, names, skipped, timer, overwrite, sh, choice)
 
 
 def _outside(output: Path, image_dir: Path, names: list[str], skipped: list[tuple[str, str]]
@@ -222,21 +249,29 @@ def _outside(output: Path, image_dir: Path, names: list[str], skipped: list[tupl
 
 
 def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: list[str],
-                  skipped: list[tuple[str, str]], timer: StageTimer, overwrite: bool) -> Path:
+                  skipped: list[tuple[str, str]], timer: StageTimer, overwrite: bool, sh: Shards | None = None,
+                  choice: dict[str, Any] | None = None) -> Path:
     """`main` once the configuration is valid and this process holds the output folder: the list of stages.
 
     Each stage decides alone whether its output is already there (the hloc habit): pairs are regenerated and
     compared, matching resumes per image and pair, the database and the model are reused when their inputs and
     settings are unchanged (keys recorded in report.json)."""
+    sh = sh or Shards()
     paths = RunPaths(output)
-    prepare_output(conf, paths, overwrite)
+    sh.barrier()  # rank 0 has created and locked the folder
+    prepare_output(conf, paths, overwrite, sh)
     report = start_report(conf, image_dir, names, skipped, timer)
+    report["processes"] = {"world_size": sh.world, "device": conf["device"]}
+    report["mapper_choice"] = choice or mapper_choice(conf["mapper"]["type"], len(names))
     with timer("pairs"):
-        pairs, pairs_unchanged = pairs_stage(conf, image_dir, names, paths)
+        pairs, pairs_unchanged = pairs_stage(conf, image_dir, names, paths, sh)
     report["pairs"] = {"method": conf["pairs"], "num_pairs": len(pairs), "unchanged": pairs_unchanged}
     with timer("matching"):
         report["matching"] = run_matching(conf, image_dir, names, paths.pairs, paths.features, paths.matches,
-                                          overwrite)
+                                          overwrite, sh)
+    if not sh.is_main:  # rank 0 alone verifies and maps
+        print(f"[rank {sh.rank}/{sh.world}] matching shard done in {timer.seconds['matching']:.1f} s", flush=True)
+        return paths.sfm
     previous = _read_json(paths.report)
     inputs_unchanged = pairs_unchanged and _nothing_matched(report["matching"])
     with colmap.colmap_logging(output / "colmap.log.", conf["verbose"]):
@@ -291,10 +326,11 @@ class RunPaths:
         return self.root / "report.json"
 
 
-def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool) -> None:
+def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool, sh: Shards | None = None) -> None:
     """--overwrite clears earlier results; otherwise results of a different pairs/matcher/matching are refused.
-    Then the resolved configuration is written."""
-    if overwrite and paths.root.exists():
+    Then the resolved configuration is written (by rank 0 under torchrun, after every rank has checked it)."""
+    sh = sh or Shards()
+    if overwrite and paths.root.exists() and sh.is_main:
         for item in ("pairs.txt", "features.h5", "matches.h5", "database.db", NOPRIOR_DB, "sfm", "report.json",
                      "matches"):
             p = paths.root / item
@@ -305,7 +341,9 @@ def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool) -> No
         if changed:
             raise ConfigError(f"{paths.root} holds results made with a different {', '.join(changed)}; "
                               "use --overwrite to redo them or choose another --output")
-    write_conf(conf, old_conf_path)
+    sh.barrier()  # every rank has read config.json
+    if sh.is_main:
+        write_conf(conf, old_conf_path)
 
 
 def start_report(conf: dict[str, Any], image_dir: Path, names: list[str], skipped: list[tuple[str, str]],
@@ -325,14 +363,20 @@ def start_report(conf: dict[str, Any], image_dir: Path, names: list[str], skippe
     }
 
 
-def pairs_stage(conf: dict[str, Any], image_dir: Path, names: list[str], paths: RunPaths
-                ) -> tuple[list[tuple[str, str]], bool]:
+def pairs_stage(conf: dict[str, Any], image_dir: Path, names: list[str], paths: RunPaths,
+                sh: Shards | None = None) -> tuple[list[tuple[str, str]], bool]:
     """(pairs, unchanged since the last run). Regenerated every run (cheap; retrieval caches its descriptors), so
-    added images get paired too."""
+    added images get paired too. Under torchrun the ranks share the retrieval descriptors; rank 0 writes the pairs."""
     from l2m_sfm import pairs as pairs_mod
 
+    sh = sh or Shards()
     before = paths.pairs.read_text() if paths.pairs.exists() else None
-    pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, paths.pairs, image_dir=image_dir)
+    sh.barrier()
+    if sh.distributed:  # retrieval descriptors: each rank its block
+        pairs_mod.describe_sharded(pairs_mod.conf_from_string(conf["pairs"]), names, paths.pairs, image_dir, sh)
+    if sh.is_main:
+        pairs_mod.main(pairs_mod.conf_from_string(conf["pairs"]), names, paths.pairs, image_dir=image_dir)
+    sh.barrier()
     return pairs_mod.parse_pairs(paths.pairs, names), before == paths.pairs.read_text()
 
 
@@ -537,7 +581,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", type=Path, help="checkpoint file of an L2M matcher or of loftr (e.g. outdoor_ds.ckpt)")
     parser.add_argument("--coarse-weights", type=Path,
                         help="coarse-encoder ViT file of l2m++ / l2m-vitb (default: found in $L2M_HOME/checkpoints)")
-    parser.add_argument("--mapper", choices=("incremental", "global"))
+    parser.add_argument("--mapper", choices=("auto", "incremental", "global"),
+                        help=f"default auto: incremental up to {GLOBAL_MAPPING_ABOVE} images, global above")
     parser.add_argument("--camera-mode", choices=colmap.CAMERA_MODES)
     parser.add_argument("--camera-model", help="COLMAP camera model (default SIMPLE_RADIAL)")
     parser.add_argument("--intrinsics", help="known intrinsics 'fx,fy,cx,cy' (pixels, COLMAP convention)")

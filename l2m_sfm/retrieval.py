@@ -30,6 +30,7 @@ default_conf: dict[str, Any] = {
     "num_clusters": 32,    # VLAD vocabulary size (descriptor = num_clusters * 64)
     "kmeans_iters": 25,
     "sample_per_image": 256,  # descriptors per image used to learn the vocabulary
+    "max_sample": 200_000,    # at most this many in all (fewer per image above 781 images): bounded memory
     "seed": 0,
     "device": "cpu",
 }
@@ -50,16 +51,28 @@ def _xfeat(conf: dict[str, Any]):
     return Describer({"max_keypoints": conf["num_local"], "resize_max": conf["resize_max"]}, conf["device"])
 
 
-def local_descriptors(conf: dict[str, Any], image_dir: Path, names: list[str], cache: Path,
-                      progress: bool = True) -> dict[str, np.ndarray]:
-    """XFeat descriptors (N,64) float32 per image, computed once and cached in `cache`."""
+def describe(conf: dict[str, Any], image_dir: Path, names: list[str], cache: Path, progress: bool = True) -> Path:
+    """Compute the XFeat descriptors of the images missing from `cache` (one group per image); returns it."""
     todo = h5io.missing_names(cache, names)
     if todo:
         model = _xfeat(conf)
         for name in tqdm(todo, desc="retrieval: describe", unit="img", disable=not progress):
             f = model.extract(read_image(image_dir / name))
             h5io.write_keypoints(cache, name, f["keypoints"], f["scores"], f["descriptors"], f["image_size"])
-    return {n: h5io.read_features(cache, n)["descriptors"].astype(np.float32) for n in names}
+    return Path(cache)
+
+
+def _read_descriptors(f, name: str) -> np.ndarray:
+    return h5io.read_features(f, name)["descriptors"].astype(np.float32)
+
+
+def local_descriptors(conf: dict[str, Any], image_dir: Path, names: list[str], cache: Path,
+                      progress: bool = True) -> dict[str, np.ndarray]:
+    """XFeat descriptors (N,64) float32 per image, computed once and cached in `cache` (all held in memory)."""
+    import h5py
+
+    with h5py.File(describe(conf, image_dir, names, cache, progress), "r") as f:
+        return {n: _read_descriptors(f, n) for n in names}
 
 
 def kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> np.ndarray:
@@ -98,24 +111,40 @@ def vlad(desc: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 def global_descriptors(conf: dict[str, Any] | None, image_dir: Path, names: list[str], cache: Path,
                        progress: bool = True) -> np.ndarray:
-    """(n, num_clusters*64) L2-normalised VLAD descriptors of `names`, in that order."""
+    """(n, num_clusters*64) L2-normalised VLAD descriptors of `names`, in that order.
+
+    Streams the cache: local descriptors are read image by image (once for the vocabulary sample, once for
+    the VLAD), so memory holds the sample (at most `max_sample` descriptors) and n VLAD vectors
+    (num_clusters*64*4 bytes each: 8 KB at 32 words), never every local descriptor.
+    """
+    import h5py
+
     conf = merge_conf(default_conf, conf, "retrieval")
-    local = local_descriptors(conf, Path(image_dir), names, Path(cache), progress)
+    describe(conf, Path(image_dir), names, Path(cache), progress)
     rng = np.random.default_rng(conf["seed"])
-    sample = np.concatenate([d[rng.permutation(len(d))[: conf["sample_per_image"]]] for d in local.values()])
-    k = min(conf["num_clusters"], max(1, len(sample)))
-    centres = kmeans(sample, k, conf["kmeans_iters"], conf["seed"])
-    return np.stack([vlad(local[n], centres) for n in names])
+    per_image = min(conf["sample_per_image"], max(1, conf["max_sample"] // max(1, len(names))))
+    with h5py.File(cache, "r") as f:
+        sample = np.concatenate([d[rng.permutation(len(d))[:per_image]]
+                                 for d in (_read_descriptors(f, n) for n in names)])
+        k = min(conf["num_clusters"], max(1, len(sample)))
+        centres = kmeans(sample, k, conf["kmeans_iters"], conf["seed"])
+        del sample
+        return np.stack([vlad(_read_descriptors(f, n), centres) for n in names])
 
 
-def pairs_from_descriptors(names: list[str], desc: np.ndarray, k: int) -> list[tuple[str, str]]:
-    """Each image with its k most similar others (cosine), no self-pairs; unordered duplicates kept once."""
-    sim = desc @ desc.T
-    np.fill_diagonal(sim, -np.inf)
+def pairs_from_descriptors(names: list[str], desc: np.ndarray, k: int, block: int = 1024
+                           ) -> list[tuple[str, str]]:
+    """Each image with its k most similar others (cosine), no self-pairs; unordered duplicates kept once.
+
+    Similarities are computed `block` rows at a time: memory is block x n floats, not n x n.
+    """
     k = min(k, len(names) - 1)
     pairs, seen = [], set()
     for i in range(len(names)):
-        for j in np.argsort(-sim[i], kind="stable")[:k]:
+        if i % block == 0:
+            sim = desc[i:i + block] @ desc.T
+            sim[np.arange(len(sim)), np.arange(i, i + len(sim))] = -np.inf
+        for j in np.argsort(-sim[i % block], kind="stable")[:k]:
             key = (min(i, j), max(i, j))
             if key not in seen:
                 seen.add(key)

@@ -93,6 +93,20 @@ def test_vlad_retrieval_pairs_similar_images(tmp_path):
     assert len(pairs.parse_pairs(seq)) >= 5
 
 
+def test_retrieval_pairs_in_row_blocks_equal_the_full_similarity_matrix():
+    from l2m_sfm import retrieval
+
+    rng = np.random.default_rng(0)
+    desc = rng.normal(size=(300, 64)).astype(np.float32)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    names = [f"{i:03d}.jpg" for i in range(300)]
+    full = retrieval.pairs_from_descriptors(names, desc, 7, block=300)
+    assert retrieval.pairs_from_descriptors(names, desc, 7, block=17) == full
+    sim = desc @ desc.T
+    np.fill_diagonal(sim, -np.inf)
+    assert (names[0], names[int(np.argmax(sim[0]))]) in full and len(full) >= 300 * 7 // 2
+
+
 @pytest.mark.parametrize("name", ["IMG 0001.jpg", "Été ü/写真 2.jpg", "100%.jpg", "a%20b.jpg", "tab\there.png",
                                   "nbsp\u00a0x.jpg", "plain/view_00.jpg"])
 def test_names_with_whitespace_round_trip_through_pair_files(tmp_path, name):

@@ -336,6 +336,16 @@ def test_check_device_names_missing_cuda():
             reconstruct.check_device("cuda:0")
 
 
+def test_auto_mapper_switches_to_global_above_the_documented_size():
+    n = reconstruct.GLOBAL_MAPPING_ABOVE
+    assert reconstruct.resolve_conf(None, n)["mapper"]["type"] == "incremental"
+    assert reconstruct.resolve_conf(None, n + 1)["mapper"]["type"] == "global"
+    assert reconstruct.resolve_conf({"mapper": {"type": "incremental"}}, n + 1)["mapper"]["type"] == "incremental"
+    assert reconstruct.mapper_choice("global", 3) == {"type": "global", "requested": "global", "reason": "requested"}
+    auto = reconstruct.mapper_choice("auto", n + 1)
+    assert auto["type"] == "global" and auto["requested"] == "auto" and str(n) in auto["reason"]
+
+
 @pytest.fixture(scope="module")
 def exact_model(tmp_path_factory):
     """The sample scene's GT cameras with points triangulated from exact GT-matcher tracks (PINHOLE 520 px,
