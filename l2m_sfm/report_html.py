@@ -110,7 +110,10 @@ def scene_payload(model: Any, max_points: int, seed: int = 0) -> dict[str, Any]:
     for im, c, R in zip(images, centers, rotations):
         cam = model.cameras[im.camera_id]
         w, h = cam.width, cam.height
-        rays = cam.cam_from_img(np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]]))
+        # pinhole rays through the image corners: undistorting a far corner can diverge (NaN) when a camera's
+        # radial distortion is large, as a 50 MP photo's estimate was; a frustum only needs the shape
+        corners_px = np.array([[0.0, 0.0, 1.0], [w, 0.0, 1.0], [w, h, 1.0], [0.0, h, 1.0]])
+        rays = (corners_px @ np.linalg.inv(cam.calibration_matrix()).T)[:, :2]
         corners = c + (np.hstack([rays, np.ones((4, 1))]) * size / max(1.0, float(np.abs(rays).max()))) @ R
         path = [c, corners[0], corners[1], corners[2], corners[3], corners[0], None, c, corners[1], None,
                 c, corners[2], None, c, corners[3], None]
