@@ -23,7 +23,8 @@ from l2m.data.benchmark_pairs import BenchPair
 from l2m_bench.files import PredictionCache
 from l2m_sfm.gt_matcher import depth_at
 from l2m.evaluation.metrics import POSE_THRESHOLDS, VCRE_THRESHOLD_PX, precision_recall_auc, vcre
-from l2m.evaluation.relpose import K_colmap_to_hloc, rescale_K, rescale_keypoints
+from l2m.evaluation.relpose import rescale_keypoints
+from l2m_bench.run import intrinsics_at
 
 default_conf: dict[str, Any] = {
     "threshold": 4.0,  # PnP RANSAC reprojection threshold, pixels of the query image (original resolution)
@@ -95,10 +96,7 @@ def evaluate_metric_cache(pairs: list[BenchPair], cache: PredictionCache,
                                             cached.input_size0),
                                            (cached.keypoints1, pair.K1, pair.K_size1, cached.original_size1,
                                             cached.input_size1)):
-            K = K_colmap_to_hloc(K)
-            if K_size is not None and tuple(K_size) != tuple(orig):
-                K = rescale_K(K, K_size, orig)
-            frames.append((rescale_keypoints(kpts, inp, orig), K))
+            frames.append((rescale_keypoints(kpts, inp, orig), intrinsics_at(K, K_size, orig)))
         (k0, K0), (k1, K1) = frames
         if depth.shape[::-1] != tuple(cached.original_size0):
             raise ValueError(f"depth map of {pair.name0} is {depth.shape[1]}x{depth.shape[0]}, the image is "

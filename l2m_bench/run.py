@@ -86,6 +86,14 @@ def _match_pairs(matcher: Any, todo: list[tuple[str, str]], image_paths: Mapping
         print()
 
 
+def intrinsics_at(K: np.ndarray, K_size: tuple[int, int] | None, size: tuple[int, int]) -> np.ndarray:
+    """A ground-truth K (COLMAP convention, for an image of K_size = (w, h)) in hloc convention at `size`."""
+    K = K_colmap_to_hloc(K)
+    if K_size is not None and tuple(K_size) != tuple(size):  # e.g. ScanNet K at 640x480, images at 1296x968
+        K = rescale_K(K, K_size, size)
+    return K
+
+
 def pair_in_frame(pair: BenchPair, cached: CachedMatches, protocol: Protocol
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(kpts0, kpts1, K0, K1) in the protocol's threshold frame, hloc convention."""
@@ -94,9 +102,7 @@ def pair_in_frame(pair: BenchPair, cached: CachedMatches, protocol: Protocol
                                         cached.input_size0),
                                        (cached.keypoints1, pair.K1, pair.K_size1, cached.original_size1,
                                         cached.input_size1)):
-        K = K_colmap_to_hloc(K)
-        if K_size is not None and tuple(K_size) != tuple(orig):  # e.g. ScanNet K at 640x480, images at 1296x968
-            K = rescale_K(K, K_size, orig)
+        K = intrinsics_at(K, K_size, orig)
         frame = threshold_frame_size(protocol, orig, inp)
         out.append((rescale_keypoints(kpts, inp, frame), rescale_K(K, orig, frame)))
     return out[0][0], out[1][0], out[0][1], out[1][1]

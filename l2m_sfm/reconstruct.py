@@ -24,7 +24,6 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -295,35 +294,14 @@ def _main_claimed(conf: dict[str, Any], image_dir: Path, output: Path, names: li
     return paths.sfm
 
 
-@dataclass(frozen=True)
 class RunPaths:
-    """The files of an output folder."""
+    """The files of an output folder (database.db only exists once complete: written as database.db.tmp, renamed
+    when verified)."""
 
-    root: Path
-
-    @property
-    def pairs(self) -> Path:
-        return self.root / "pairs.txt"
-
-    @property
-    def features(self) -> Path:
-        return self.root / "features.h5"
-
-    @property
-    def matches(self) -> Path:
-        return self.root / "matches.h5"
-
-    @property
-    def database(self) -> Path:  # only exists once complete (written as database.db.tmp, renamed when verified)
-        return self.root / "database.db"
-
-    @property
-    def sfm(self) -> Path:
-        return self.root / "sfm"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.json"
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pairs, self.features, self.matches = root / "pairs.txt", root / "features.h5", root / "matches.h5"
+        self.database, self.sfm, self.report = root / "database.db", root / "sfm", root / "report.json"
 
 
 def prepare_output(conf: dict[str, Any], paths: RunPaths, overwrite: bool, sh: Shards | None = None) -> None:
