@@ -1,0 +1,68 @@
+"""benchmarks/anchors.py: the default rule of issue 23 and the agreement-with-SIFT column, on recorded rows."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "anchors.py"
+SAMPLE = REPO / "datasets" / "samples" / "toybox"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("anchors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(scene: str, config: str, registered: int, seconds: float, rot: float | None = None) -> dict:
+    row = {"scene": scene, "config": config, "registered": registered, "images": 10, "wall_seconds": seconds}
+    if rot is not None:
+        row.update(median_rotation_error_deg=rot, auc10=1 - rot / 10)
+    return row
+
+
+def test_default_is_the_most_accurate_configuration_within_the_time_and_registration_rules():
+    anchors = _load()
+    rows = [_row("gt", "sift", 10, 10, rot=0.10), _row("smoke", "sift", 9, 10),
+            _row("gt", "slow", 10, 50, rot=0.01), _row("smoke", "slow", 10, 50),          # 5x time: out
+            _row("gt", "loses", 10, 12, rot=0.02), _row("smoke", "loses", 8, 12),          # registers less: out
+            _row("gt", "good", 10, 25, rot=0.05), _row("smoke", "good", 9, 30)]            # 2.75x: in
+    decision = anchors.choose_default(rows)
+    assert decision["scenes"] == ["gt", "smoke"] and decision["smoke_scenes"] == ["smoke"]
+    assert decision["most_accurate"] == "slow"
+    assert decision["summary"]["good"]["time_ratio"] == pytest.approx(2.75)
+    assert not decision["summary"]["loses"]["smoke_ok"] and not decision["summary"]["slow"]["eligible"]
+    assert decision["default"] == "good"
+    # nothing eligible but the baseline -> the baseline
+    assert anchors.choose_default([r for r in rows if r["config"] != "good"])["default"] == "sift"
+    # a scene some configuration has not run is left out, so every configuration is judged on the same scenes
+    assert anchors.choose_default(rows + [_row("other", "sift", 10, 1)])["scenes"] == ["gt", "smoke"]
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample scene {SAMPLE} missing")
+def test_agreement_with_the_sift_model_flags_a_wrong_model(tmp_path):
+    anchors = _load()
+    gt = pycolmap.Reconstruction(str(SAMPLE / "gt"))
+    wrong = pycolmap.Reconstruction(gt)
+    for name in ("view_01.jpg", "view_03.jpg", "view_05.jpg", "view_07.jpg"):  # half the cameras turned by 30 deg
+        image = wrong.find_image_with_name(name)
+        pose = image.cam_from_world()
+        turn = pycolmap.Rotation3d(np.array([0.0, np.sin(np.pi / 12), 0.0, np.cos(np.pi / 12)]))
+        wrong.frames[image.frame_id].set_cam_from_world(image.camera_id,
+                                                        pycolmap.Rigid3d(turn * pose.rotation, pose.translation))
+    rows = []
+    for config, model in (("sift", gt), ("same", pycolmap.Reconstruction(gt)), ("wrong", wrong)):
+        (tmp_path / config / "sfm").mkdir(parents=True)
+        model.write(str(tmp_path / config / "sfm"))
+        rows.append({"scene": "smoke", "config": config, "output": str(tmp_path / config)})
+    rows.append({"scene": "smoke", "config": "failed", "output": str(tmp_path / "failed")})  # no model: no column
+    anchors.agreement_with_baseline(rows, tmp_path)
+    by = {r["config"]: r for r in rows}
+    assert by["same"]["rotation_vs_baseline_deg"] < 1e-3 and by["same"]["auc10_vs_baseline"] > 0.999
+    assert by["wrong"]["auc10_vs_baseline"] < 0.5 and by["wrong"]["rotation_vs_baseline_deg"] > 5
+    assert "rotation_vs_baseline_deg" not in by["sift"] and "rotation_vs_baseline_deg" not in by["failed"]
+    assert "against the SIFT model" in anchors.markdown_table(rows)
