@@ -58,7 +58,7 @@ confs: dict[str, dict[str, Any]] = {
 # keypoint-anchored presets (match_anchored below): "anchored" holds l2m_sfm.match_anchored keys except anchors
 anchored_confs: dict[str, dict[str, Any]] = {
     "l2m-anchored": {"output": "matches-l2m-anchored", "model": {"name": "l2m", "variant": "l2m-tiny"},
-                     "anchored": {"combine": "none", "radius_px": 2.0, "min_certainty": 0.05,
+                     "anchored": {"radius_px": 2.0, "min_certainty": 0.05,
                                   "gate": {"min_agreement": 8, "agree_radius_px": 4.0, "min_area": 0.0}}},
 }
 LOFTR_VARIANTS = {"loftr": "outdoor", "loftr-indoor": "indoor"}  # model.variant -> l2m_sfm.loftr_matcher variant
@@ -152,19 +152,19 @@ def match_anchored(conf: dict[str, Any], pairs: Path, image_dir: Path, features:
                    matches_ref: Path | None = None, overwrite: bool = False) -> Path:
     """hloc-style stage: L2M matches between the keypoints of an hloc features file -> hloc matches file.
 
-    `matches_ref` (the detector's own hloc matches) enables the pair gate and ``combine="union"``; without it
-    the gate is off. Pairs already in `matches` are skipped unless `overwrite`.
+    `matches_ref` (the detector's own hloc matches) enables the pair gate and ``combine="union"`` (the default
+    then, as in reconstruct; set ``anchored.combine="none"`` for dense matches only); without it the gate is off
+    and the matches are the dense ones. Pairs already in `matches` are skipped unless `overwrite`.
     """
 
     from l2m.config import ConfigError
     from l2m_sfm import h5io
-    from l2m_sfm.match_anchored import gate_passes, union_matches
+    from l2m_sfm.match_anchored import gate_passes, resolve_conf, union_matches
     from l2m_sfm.matchers import get_matcher
     from l2m_sfm.pairs import parse_pairs
 
-    opts = {"combine": "none", "radius_px": 2.0, "min_certainty": 0.05,
-            "gate": {"min_agreement": 8, "agree_radius_px": 4.0, "min_area": 0.0}}
-    opts.update(conf.get("anchored", {}))
+    # the reconstruct defaults (`anchors` is the features file here); union needs the detector's matches
+    opts = resolve_conf({"combine": "union" if matches_ref is not None else "none", **conf.get("anchored", {})})
     if opts["combine"] == "union" and matches_ref is None:
         raise ConfigError("combine='union' needs matches_ref (the detector's own hloc matches)")
     model = dict(conf["model"])

@@ -3,7 +3,7 @@
 1. Detection, once per image: the anchor detector's keypoints (+ descriptors) go to features.h5
    (`l2m_sfm.match_features.extract_features`; resumable per image).
 2. Detector matches per pair (SIFT rule, or LightGlue for ALIKED / DISK / XFeat) go to `<matches stem>-<detector>.h5`
-   when `combine=union` or the pair gate needs them (`gate.min_agreement > 0`).
+   when `combine=union` (the default) or the pair gate needs them (`gate.min_agreement > 0`).
 3. Dense matches per pair: the matcher's symmetric warp maps A's keypoints into B and B's into A; (i, j) is kept
    when each is the other's nearest keypoint after warping, within `radius_px` pixels of the matcher's working
    resolution, with certainty above `min_certainty` (`l2m.models.sampling.anchor_matches`). Ungated results go to
@@ -13,12 +13,12 @@
    them, and at least `gate.min_area` of each image's warp grid is certain. A dense matcher gives confident,
    self-consistent matches between views that do not overlap; a detector's matches agree with such a warp only
    by chance.
-5. matches.h5 (rewritten every run, cheap): gated dense matches, or with `combine=union` the detector matches plus
-   the gated dense ones. Duplicates (same keypoint pair) are merged; a dense match whose keypoint already has a
+5. matches.h5 (rewritten every run, cheap): with `combine=union` (default) the detector matches plus the gated dense
+   ones; with `combine=none` the gated dense matches alone. Duplicates (same keypoint pair) are merged; a dense match whose keypoint already has a
    different detector partner is dropped (hloc's matches0 holds one partner per keypoint), and counted.
 
     python -m l2m_sfm.match_dense --images DIR --pairs pairs.txt --features features.h5 --matches matches.h5 \\
-        --matcher l2m-tiny anchors=sift [combine=union radius_px=2 ...]
+        --matcher l2m-tiny anchors=sift [combine=none radius_px=2 ...]
 """
 from __future__ import annotations
 
@@ -45,7 +45,11 @@ COMBINE = ("none", "union")
 default_conf: dict[str, Any] = {
     "anchors": "sift",      # detector whose keypoints anchor the dense matches (ANCHORS)
     "anchor_conf": {},      # conf of that detector's matcher (max_keypoints, resize_max, ...)
-    "combine": "none",      # "none": dense matches only; "union": the detector's matches plus the dense ones
+    # "union": the detector's matches plus the gated dense ones; "none": dense matches only. Union is the default
+    # because it never drops a pair the detector verifies: where a weak warp is gated out or misses a pair, dense-only
+    # loses that pair (benchmarks/anchors.py: an image unregistered on bundler_kermit, three images turned ~80 deg on
+    # sacre_coeur), and union was at least as accurate as dense-only on every GT scene of the table (README)
+    "combine": "union",
     "radius_px": 2.0,       # mutual-NN radius, pixels of the dense matcher's working resolution
     "min_certainty": 0.05,  # warp certainty needed at both keypoints
     # pair gate (see module docstring); min_agreement 0 and min_area 0 switch it off

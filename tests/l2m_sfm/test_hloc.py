@@ -145,3 +145,13 @@ def test_match_anchored_writes_hloc_matches_between_given_keypoints(tmp_path):
     m, _ = h5io.read_matches(out, "a.png", "b.png")
     assert set(map(tuple, ref.tolist())) <= set(map(tuple, m.tolist()))  # union keeps the detector's matches
     assert m.max() < 50 and len(set(m[:, 0].tolist())) == len(m)
+    # without `combine`, the mode follows matches_ref: union with it (as reconstruct), dense only without it
+    conf["anchored"] = {k: v for k, v in conf["anchored"].items() if k != "combine"}
+    dense = l2m_hloc.match_anchored(conf, tmp_path / "pairs.txt", tmp_path, tmp_path / "feats.h5",
+                                    tmp_path / "dense.h5")
+    union = l2m_hloc.match_anchored(conf, tmp_path / "pairs.txt", tmp_path, tmp_path / "feats.h5",
+                                    tmp_path / "union.h5", matches_ref=tmp_path / "ref.h5")
+    d, _ = h5io.read_matches(dense, "a.png", "b.png")
+    u, _ = h5io.read_matches(union, "a.png", "b.png")
+    assert set(map(tuple, u.tolist())) == set(map(tuple, m.tolist()))
+    assert not set(map(tuple, ref.tolist())) <= set(map(tuple, d.tolist()))  # random weights: dense != detector

@@ -46,6 +46,8 @@ def test_gate_and_conf_checks():
         resolve_conf({"anchors": "orb"})
     with pytest.raises(ConfigError, match="combine"):
         resolve_conf({"combine": "intersection"})
+    # union by default (benchmarks/anchors.py), and the gate then needs the detector's matches anyway
+    assert resolve_conf({})["combine"] == "union" and resolve_conf({"combine": "none"})["combine"] == "none"
 
 
 # ------------------------------------------------------------------ synthetic multi-view scene, exact warps
