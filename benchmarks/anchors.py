@@ -45,7 +45,8 @@ def configs(dense: str) -> dict[str, dict[str, Any]]:
         "disk+lightglue": {"matcher": {"name": "disk+lightglue"}},
         # anchored matching takes its precision from the detector's keypoints, so a cheaper warp may do: the fast
         # preset's second pass is 480x640 over levels 4/2/1 (about a quarter of the network time)
-        f"{dense}-fast @sift": {"matcher": {"name": f"{dense}-fast"}, "matching": {"anchors": "sift", "combine": "none"}},
+        f"{dense}-fast @sift": {"matcher": {"name": f"{dense}-fast"},
+                                "matching": {"anchors": "sift", "combine": "none"}},
         f"sift + {dense}-fast @sift": {"matcher": {"name": f"{dense}-fast"},
                                        "matching": {"anchors": "sift", "combine": "union"}},
     }

@@ -2,8 +2,9 @@
 
 1. Detection, once per image: the anchor detector's keypoints (+ descriptors) go to features.h5
    (`l2m_sfm.match_features.extract_features`; resumable per image).
-2. Detector matches per pair (SIFT rule, or LightGlue for ALIKED / DISK / XFeat) go to `<matches stem>-<detector>.h5`
-   when `combine=union` (the default) or the pair gate needs them (`gate.min_agreement > 0`).
+2. Detector matches per pair (SIFT rule, or LightGlue for ALIKED / DISK / XFeat) go to
+   `<matches stem>-<detector>.h5` when `combine=union` (the default) or the pair gate needs them
+   (`gate.min_agreement > 0`).
 3. Dense matches per pair: the matcher's symmetric warp maps A's keypoints into B and B's into A; (i, j) is kept
    when each is the other's nearest keypoint after warping, within `radius_px` pixels of the matcher's working
    resolution, with certainty above `min_certainty` (`l2m.models.sampling.anchor_matches`). Ungated results go to

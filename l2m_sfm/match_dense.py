@@ -374,7 +374,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("overrides", nargs="*", help="quantisation conf as key=value (cell_size=4 ...); anchors=sift "
-                                                     "(combine=union ...) selects keypoint-anchored matching")
+                                                     "(combine=union by default, or none ...) selects keypoint-"
+                                                     "anchored matching")
     args = parser.parse_args(argv)
     from l2m.images import list_images
     from l2m_sfm.matchers import get_matcher

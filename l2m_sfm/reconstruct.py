@@ -47,7 +47,7 @@ default_conf: dict[str, Any] = {
     "pairs": None,  # 'exhaustive' | 'sequential:N' | 'retrieval:K' | 'file:PATH'; None: exhaustive up to 30 images
     "matcher": {"name": None, "conf": {}},  # None: DEFAULT_MATCHER; conf goes to the matcher factory
     # options of l2m_sfm.match_features / l2m_sfm.match_dense (their own conf keys); with a dense matcher,
-    # anchors=sift|aliked|disk|xfeat (and combine=union, ...) selects l2m_sfm.match_anchored instead
+    # anchors=sift|aliked|disk|xfeat (combine=union by default, or none; ...) selects l2m_sfm.match_anchored instead
     "matching": {},
     # refine_principal_point: "auto" = final BA refines it when every camera has >= PP_MIN_IMAGES registered
     # images (a principal point ~8 px off the image centre costs ~0.4 deg of rotation on Strecha)
