@@ -15,8 +15,9 @@
    self-consistent matches between views that do not overlap; a detector's matches agree with such a warp only
    by chance.
 5. matches.h5 (rewritten every run, cheap): with `combine=union` (default) the detector matches plus the gated dense
-   ones; with `combine=none` the gated dense matches alone. Duplicates (same keypoint pair) are merged; a dense match whose keypoint already has a
-   different detector partner is dropped (hloc's matches0 holds one partner per keypoint), and counted.
+   ones; with `combine=none` the gated dense matches alone. Duplicates (same keypoint pair) are merged; a dense
+   match whose keypoint already has a different detector partner is dropped (hloc's matches0 holds one partner per
+   keypoint), and counted.
 
     python -m l2m_sfm.match_dense --images DIR --pairs pairs.txt --features features.h5 --matches matches.h5 \\
         --matcher l2m-tiny anchors=sift [combine=none radius_px=2 ...]
