@@ -109,24 +109,17 @@ def verified_pairs(database: Path) -> set[tuple[str, str]]:
 
 
 def ungated_verified(out: Path, images: Path) -> set[tuple[str, str]]:
-    """Verified pairs of the ungated anchored matches (scratch database, same camera / verification options)."""
-    from l2m_sfm import colmap
-    from l2m.images import image_size
+    """Verified pairs of the ungated anchored matches (scratch database, the run's camera / verification options)."""
     from l2m_sfm.match_anchored import anchored_path
     from l2m_sfm.pairs import parse_pairs
+    from l2m_sfm.reconstruct import build_database
 
     rconf = json.loads((out / "config.json").read_text())
     names = sorted({n for p in parse_pairs(out / "pairs.txt") for n in p})
-    pairs = parse_pairs(out / "pairs.txt", names)
     db = out / "database.ungated.db"
     db.unlink(missing_ok=True)
-    cam = rconf["camera"]
-    with colmap.colmap_logging(out / "colmap.log.ungated."):
-        ids = colmap.create_database(db, images, names, {n: image_size(images / n) for n in names}, cam["mode"],
-                                     cam["model"], cam["intrinsics"])
-        colmap.import_features(db, ids, out / "features.h5")
-        colmap.import_matches(db, ids, pairs, anchored_path(out / "matches.h5"), rconf["min_match_score"])
-        colmap.verify_matches(db, out / "pairs.txt", rconf["verification"])
+    build_database(rconf, images, names, parse_pairs(out / "pairs.txt", names), out / "pairs.txt",
+                   out / "features.h5", anchored_path(out / "matches.h5"), db)
     return verified_pairs(db)
 
 
