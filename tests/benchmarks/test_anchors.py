@@ -66,3 +66,25 @@ def test_agreement_with_the_sift_model_flags_a_wrong_model(tmp_path):
     assert by["wrong"]["auc10_vs_baseline"] < 0.5 and by["wrong"]["rotation_vs_baseline_deg"] > 5
     assert "rotation_vs_baseline_deg" not in by["sift"] and "rotation_vs_baseline_deg" not in by["failed"]
     assert "against the SIFT model" in anchors.markdown_table(rows)
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample scene {SAMPLE} missing")
+def test_one_anchored_row_end_to_end(tmp_path):
+    """run_one on 3 sample views (tiny random-weight warp): reconstruct, GT columns, ungated scratch database."""
+    anchors = _load()
+    images = tmp_path / "images"
+    images.mkdir()
+    for n in ("view_00.jpg", "view_01.jpg", "view_02.jpg"):
+        (images / n).symlink_to(SAMPLE / "images" / n)
+    conf = {"matcher": {"name": "l2m-tiny", "conf": {"weights": "random", "coarse_res": 64, "upsample_res": 0}},
+            "matching": {"anchors": "sift", "combine": "union"}}
+    cov = {("view_00.jpg", "view_01.jpg"): True, ("view_00.jpg", "view_02.jpg"): True,
+           ("view_01.jpg", "view_02.jpg"): False}  # pretend one pair shares no view
+    row = anchors.run_one("toybox", "union", conf, images, SAMPLE / "gt", tmp_path / "work", cov, False)
+    assert "exception" not in row, row.get("error")
+    assert row["images"] == 3 and row["registered"] == 3 and "auc10" in row  # GT columns (3 of 8 GT views)
+    assert (Path(row["output"]) / "database.ungated.db").exists()
+    # the random warp is gated out or adds nothing; the union keeps SIFT's 3 verified pairs, one of them "false"
+    assert row["verified_pairs"] == 3 and row["false_verified_pairs"] == 1 and row["covisible_pairs"] == 2
+    assert row["gated_pairs"] + row["ungated_verified_pairs"] >= 1
+    assert row["wall_seconds"] > 0 and row["network_seconds"] > 0
