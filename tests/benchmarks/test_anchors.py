@@ -62,9 +62,9 @@ def test_agreement_with_the_sift_model_flags_a_wrong_model(tmp_path):
     rows.append({"scene": "smoke", "config": "failed", "output": str(tmp_path / "failed")})  # no model: no column
     anchors.agreement_with_baseline(rows, tmp_path)
     by = {r["config"]: r for r in rows}
-    assert by["same"]["rotation_vs_baseline_deg"] < 1e-3 and by["same"]["auc10_vs_baseline"] > 0.999
-    assert by["wrong"]["auc10_vs_baseline"] < 0.5 and by["wrong"]["rotation_vs_baseline_deg"] > 5
-    assert "rotation_vs_baseline_deg" not in by["sift"] and "rotation_vs_baseline_deg" not in by["failed"]
+    assert by["same"]["pair_error_vs_baseline_deg"] < 1e-3 and by["same"]["auc10_vs_baseline"] > 0.999
+    assert by["wrong"]["auc10_vs_baseline"] < 0.5 and by["wrong"]["pair_error_vs_baseline_deg"] > 5
+    assert "pair_error_vs_baseline_deg" not in by["sift"] and "pair_error_vs_baseline_deg" not in by["failed"]
     assert "against the SIFT model" in anchors.markdown_table(rows)
 
 
