@@ -383,12 +383,37 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
     print("\n" + markdown_table(rows))
     decision = choose_default(rows)
     print("\ndefault rule:", json.dumps(decision, indent=1, default=str))
+    summary = summary_table(rows, decision)
+    print("\n" + summary)
     data = json.loads(args.output.read_text()) if args.output.exists() else {}
     data["rows"], data["default_decision"] = rows, decision
     args.output.write_text(json.dumps(data, indent=2, default=str))
+    args.output.with_suffix(".md").write_text(f"# Anchored matching table (benchmarks/anchors.py)\n\n{summary}\n\n"
+                                              f"Default: **{decision.get('default')}**\n\n{markdown_table(rows)}\n")
     plot(rows, args.plot or args.output.with_suffix(".png"))
-    print(f"\nJSON written to {args.output}")
+    print(f"\nJSON written to {args.output}, tables to {args.output.with_suffix('.md')}")
     return 0
+
+
+def summary_table(rows: list[dict[str, Any]], decision: dict[str, Any]) -> str:
+    """One Markdown line per configuration over the scenes of the default rule: GT accuracy, registration and
+    agreement with SIFT on the scenes without GT, false verified pairs, wall time relative to SIFT."""
+    if "summary" not in decision:
+        return decision.get("error", "")
+    by = {(r["scene"], r["config"]): r for r in rows}
+    lines = ["| configuration | GT registered | mean median rot. err. (°) | mean pair AUC@10 | sfm_smoke registered "
+             "(SIFT) | worst median pair error vs SIFT (°) | false verified pairs | wall time / SIFT | eligible |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    smoke = decision["smoke_scenes"]
+    reg_sift = sum(by[(s, "sift")].get("registered", 0) for s in smoke)
+    for c, m in decision["summary"].items():
+        reg = sum(by[(s, c)].get("registered", 0) for s in smoke)
+        worst = max((by[(s, c)].get("pair_error_vs_baseline_deg", 0.0) for s in smoke), default=0.0)
+        false = sum(by[(s, c)].get("false_verified_pairs") or 0 for s in decision["scenes"])
+        lines.append(f"| {c} | {m['gt_registered']} | {m['mean_median_rotation_error_deg']:.3f} | "
+                     f"{m['mean_auc10']:.3f} | {reg} ({reg_sift}) | {'–' if c == 'sift' else format(worst, '.2f')} | "
+                     f"{false} | {m['time_ratio']:.2f}× | {'yes' if m['eligible'] else 'no'} |")
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
