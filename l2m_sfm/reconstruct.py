@@ -167,7 +167,7 @@ def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_
 
         stats = match_anchored.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
                                     matches_path, overwrite=overwrite, progress=True)
-        stats["quantized"] = True  # matches.h5 is rewritten every run: the database must be rebuilt
+        stats["matches_rewritten"] = True  # matches.h5 is rewritten every run: the database must be rebuilt
     elif getattr(matcher, "dense", False):
         from l2m_sfm import match_dense
 
@@ -359,9 +359,10 @@ def pairs_stage(conf: dict[str, Any], image_dir: Path, names: list[str], paths: 
 
 
 def _nothing_matched(stats: dict[str, Any]) -> bool:
-    """True when the matching stage computed nothing new (every image and pair reused, no new quantisation)."""
+    """True when the matching stage computed nothing new (every image and pair reused, no new quantisation, matches
+    not rewritten)."""
     return stats.get("pairs_computed", 1) == 0 and stats.get("images_extracted", 0) == 0 \
-        and not stats.get("quantized", False)
+        and not stats.get("quantized", False) and not stats.get("matches_rewritten", False)
 
 
 def database_stage(conf: dict[str, Any], image_dir: Path, names: list[str], pairs: list[tuple[str, str]],
