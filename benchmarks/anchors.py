@@ -425,21 +425,23 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     scenes = list(dict.fromkeys(r["scene"] for r in rows))
     confs = list(dict.fromkeys(r["config"] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
     width = 0.8 / max(len(confs), 1)
     for k, c in enumerate(confs):
         by = {r["scene"]: r for r in rows if r["config"] == c}
         x = [i + k * width for i in range(len(scenes))]
-        rot = [by.get(s, {}).get("median_rotation_error_deg") or 0 for s in scenes]
+        rot = [by.get(s, {}).get("median_rotation_error_deg") or by.get(s, {}).get("pair_error_vs_baseline_deg") or 0
+               for s in scenes]
         reg = [by.get(s, {}).get("registered", 0) / max(by.get(s, {}).get("images") or 1, 1) for s in scenes]
         axes[0].bar(x, rot, width, label=c)
         axes[1].bar(x, reg, width, label=c)
-    for ax, title in zip(axes, ("median rotation error (deg, GT scenes)", "registered fraction")):
+    for ax, title in zip(axes, ("median rotation error vs GT / median pair error vs the SIFT model (deg)",
+                                "registered fraction")):
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(scenes))], scenes, rotation=20)
         ax.set_title(title)
     if any(r.get("median_rotation_error_deg") for r in rows):
         axes[0].set_yscale("log")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
