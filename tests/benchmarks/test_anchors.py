@@ -1,21 +1,14 @@
 """benchmarks/anchors.py: the default rule of issue 23 and the agreement-with-SIFT column, on recorded rows."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pycolmap
 import pytest
 
+from script_loader import load_script
+
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "anchors.py"
 SAMPLE = REPO / "datasets" / "samples" / "toybox"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("anchors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(scene: str, config: str, registered: int, seconds: float, rot: float | None = None) -> dict:
@@ -26,7 +19,7 @@ def _row(scene: str, config: str, registered: int, seconds: float, rot: float | 
 
 
 def test_default_is_the_most_accurate_configuration_within_the_time_and_registration_rules():
-    anchors = _load()
+    anchors = load_script("benchmarks/anchors.py")
     rows = [_row("gt", "sift", 10, 10, rot=0.10), _row("smoke", "sift", 9, 10),
             _row("gt", "slow", 10, 50, rot=0.01), _row("smoke", "slow", 10, 50),          # 5x time: out
             _row("gt", "loses", 10, 12, rot=0.02), _row("smoke", "loses", 8, 12),          # registers less: out
@@ -45,7 +38,7 @@ def test_default_is_the_most_accurate_configuration_within_the_time_and_registra
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample scene {SAMPLE} missing")
 def test_agreement_with_the_sift_model_flags_a_wrong_model(tmp_path):
-    anchors = _load()
+    anchors = load_script("benchmarks/anchors.py")
     gt = pycolmap.Reconstruction(str(SAMPLE / "gt"))
     wrong = pycolmap.Reconstruction(gt)
     for name in ("view_01.jpg", "view_03.jpg", "view_05.jpg", "view_07.jpg"):  # half the cameras turned by 30 deg
@@ -71,7 +64,7 @@ def test_agreement_with_the_sift_model_flags_a_wrong_model(tmp_path):
 @pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample scene {SAMPLE} missing")
 def test_one_anchored_row_end_to_end(tmp_path):
     """run_one on 3 sample views (tiny random-weight warp): reconstruct, GT columns, ungated scratch database."""
-    anchors = _load()
+    anchors = load_script("benchmarks/anchors.py")
     images = tmp_path / "images"
     images.mkdir()
     for n in ("view_00.jpg", "view_01.jpg", "view_02.jpg"):

@@ -1,18 +1,9 @@
 """benchmarks/plot_training.py: the PNG, the summary JSON and the offline curves page of a training log."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "plot_training.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("plot_training", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_curves_page_holds_both_charts_and_the_validation_table(tmp_path):
@@ -21,7 +12,7 @@ def test_curves_page_holds_both_charts_and_the_validation_table(tmp_path):
     lines = [{"split": "train", "step": s, "total": 2.0 - s / 100} for s in range(0, 100, 10)]
     lines += [{"split": "val", "step": s, "epe_px_fine": 8.0 - s / 20, "pck3": s / 100, "time": 1.0} for s in (0, 50)]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
-    assert _load().main([str(run), "--output", str(tmp_path / "curves.png")]) == 0
+    assert load_script("benchmarks/plot_training.py").main([str(run), "--output", str(tmp_path / "curves.png")]) == 0
     html = (tmp_path / "curves.html").read_text()
     assert 'id="loss0"' in html and 'id="val0"' in html and "Plotly" in html
     table = html.split('id="val-table0">')[1].split("</table>")[0]

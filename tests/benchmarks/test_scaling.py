@@ -1,17 +1,7 @@
 """benchmarks/scaling.py: growth fits, curves, table and plot from recorded runs (no benchmark is run)."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("scaling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def _matching(n: int, procs: int, seconds: float) -> dict:
@@ -22,7 +12,7 @@ def _matching(n: int, procs: int, seconds: float) -> dict:
 
 
 def test_power_law_fit_recovers_exponent_and_skips_short_series():
-    scaling = _load()
+    scaling = load_script("benchmarks/scaling.py")
     n = np.array([25, 50, 100, 200])
     fit = scaling.fit_growth(list(n), list(0.02 * n ** 1.5))
     assert abs(fit["b"] - 1.5) < 1e-6 and abs(fit["a"] - 0.02) < 1e-9
@@ -30,7 +20,7 @@ def test_power_law_fit_recovers_exponent_and_skips_short_series():
 
 
 def test_series_table_and_plot_from_runs(tmp_path):
-    scaling = _load()
+    scaling = load_script("benchmarks/scaling.py")
     runs = [_matching(n, p, 0.01 * n ** 2 / p) for n in (25, 50, 100) for p in (1, 2)]
     runs.append({"part": "mapping", "images": 25, "procs": 1, "mapper": "global", "pairs": 195, "registered": 25,
                  "seconds": {"mapping": 8.0, "database + verification": 3.5, "matching": 3.3},

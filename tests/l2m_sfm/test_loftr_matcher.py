@@ -132,29 +132,19 @@ def test_reconstruct_missing_loftr_file_is_one_line(l2m_home, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_real_hloc_match_dense_runs_confs_loftr(outdoor_file, l2m_home, tmp_path):
+def test_real_hloc_match_dense_runs_confs_loftr(outdoor_file, l2m_home, tmp_path, vendored_hloc):
     """The vendored, unchanged hloc matches a pair with confs["loftr"] and the file found in $L2M_HOME."""
-    import sys
+    from hloc import match_dense
 
-    hloc_root = REPO / ".." / "shared" / "vendor" / "hloc"
-    if not (hloc_root / "hloc").is_dir():
-        pytest.skip(f"vendored hloc not found at {hloc_root}")
-    pytest.importorskip("scipy", reason="hloc needs scipy")
+    from l2m_sfm import hloc as plugin
+
     (l2m_home / "outdoor_ds.ckpt").symlink_to(outdoor_file)
-    sys.path.insert(0, str(hloc_root))
-    try:
-        from hloc import match_dense
-
-        from l2m_sfm import hloc as plugin
-
-        plugin.register()
-        conf = {**plugin.confs["loftr"], "preprocessing": {**plugin.confs["loftr"]["preprocessing"], "resize_max": 160},
-                "model": {**plugin.confs["loftr"]["model"], "match_thr": 0.0}}
-        pairs = tmp_path / "pairs.txt"
-        pairs.write_text("view_00.jpg view_01.jpg\n")
-        features, matches = match_dense.main(conf, pairs, SAMPLE / "images", export_dir=tmp_path)
-    finally:
-        sys.path.remove(str(hloc_root))
+    plugin.register()
+    conf = {**plugin.confs["loftr"], "preprocessing": {**plugin.confs["loftr"]["preprocessing"], "resize_max": 160},
+            "model": {**plugin.confs["loftr"]["model"], "match_thr": 0.0}}
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("view_00.jpg view_01.jpg\n")
+    features, matches = match_dense.main(conf, pairs, SAMPLE / "images", export_dir=tmp_path)
     with h5py.File(features, "r") as f:
         assert len(f["view_00.jpg"]["keypoints"]) > 0
     assert Path(matches).is_file()

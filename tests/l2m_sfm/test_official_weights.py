@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import h5py
@@ -21,7 +20,6 @@ from l2m.models.random_checkpoints import write_random_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "datasets" / "samples" / "toybox"
-HLOC = REPO / ".." / "shared" / "vendor" / "hloc"
 SMALL = ["matcher.conf.coarse_res=112", "matcher.conf.upsample_res=128", "matcher.conf.num_samples=1000"]
 
 
@@ -131,28 +129,20 @@ def test_wrong_file_names_it_and_the_differing_keys(official_files, l2m_home, th
 
 
 @pytest.mark.slow
-def test_hloc_match_dense_runs_with_the_official_files(official_files, l2m_home, tmp_path):
+def test_hloc_match_dense_runs_with_the_official_files(official_files, l2m_home, tmp_path, vendored_hloc):
     """The real hloc (vendored, unchanged) matches a pair with confs["l2m++"] and the files from $L2M_HOME."""
-    if not (HLOC / "hloc").is_dir():
-        pytest.skip(f"vendored hloc not found at {HLOC}")
-    pytest.importorskip("scipy", reason="hloc needs scipy")
+    from hloc import match_dense
+
+    from l2m_sfm import hloc as plugin
+
     _link(official_files["flat"], l2m_home)
     _link(official_files["vit"], l2m_home)
-    sys.path.insert(0, str(HLOC))
-    try:
-        from hloc import match_dense
-
-        from l2m_sfm import hloc as plugin
-
-        plugin.register()
-        conf = {**plugin.confs["l2m++"], "preprocessing": {**plugin.confs["l2m++"]["preprocessing"],
-                                                           "resize_max": 320}}
-        conf["model"] = {**conf["model"], "coarse_res": 112, "upsample_res": 128, "num_samples": 1000}
-        pairs = tmp_path / "pairs.txt"
-        pairs.write_text("view_00.jpg view_01.jpg\n")
-        features, matches = match_dense.main(conf, pairs, SAMPLE / "images", export_dir=tmp_path)
-    finally:
-        sys.path.remove(str(HLOC))
+    plugin.register()
+    conf = {**plugin.confs["l2m++"], "preprocessing": {**plugin.confs["l2m++"]["preprocessing"], "resize_max": 320}}
+    conf["model"] = {**conf["model"], "coarse_res": 112, "upsample_res": 128, "num_samples": 1000}
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("view_00.jpg view_01.jpg\n")
+    features, matches = match_dense.main(conf, pairs, SAMPLE / "images", export_dir=tmp_path)
     with h5py.File(features, "r") as f:
         assert len(f["view_00.jpg"]["keypoints"]) > 50
     assert Path(matches).is_file()
@@ -161,14 +151,11 @@ def test_hloc_match_dense_runs_with_the_official_files(official_files, l2m_home,
 @pytest.mark.slow
 def test_scene_benchmark_runs_with_the_official_files(official_files, l2m_home, tmp_path):
     """pipelines/scene_benchmark.py on the sample scene (3 pairs) with l2m++ found in $L2M_HOME."""
-    sys.path.insert(0, str(REPO / "tests" / "pipelines"))
-    try:
-        from synthetic_bench import load_script
-    finally:
-        sys.path.pop(0)
+    from script_loader import load_script
+
     _link(official_files["flat"], l2m_home)
     _link(official_files["vit"], l2m_home)
-    sb = load_script("scene_benchmark")
+    sb = load_script("pipelines/scene_benchmark.py")
     rows, runs = sb.main(["--scenes", str(SAMPLE), "--matchers", "l2m++", "--output", str(tmp_path / "bench"),
                           "--matcher-conf", "l2m++.coarse_res=112", "l2m++.upsample_res=128",
                           "l2m++.num_samples=1000", "--limit", "3", "--no-plots"])

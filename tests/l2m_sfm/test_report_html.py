@@ -2,7 +2,6 @@
 sample scene's report plus a benchmark page checked in headless Chromium."""
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -14,9 +13,7 @@ import pytest
 from l2m_sfm import report, report_html
 from l2m_bench.page import write_two_view_page
 from l2m_bench.plots import draw_pair, worst_pair_path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from browser import Browser, find_chromium  # noqa: E402
+from browser import Browser, find_chromium
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "toybox"
 

@@ -4,7 +4,6 @@ that returns the true projections (plus optional noise and outliers) in pixels o
 """
 from __future__ import annotations
 
-import importlib.util
 import zlib
 from pathlib import Path
 
@@ -12,16 +11,14 @@ import cv2
 import numpy as np
 
 from l2m_sfm.matchers import PairMatches
+from script_loader import load_script as load_pipeline_file
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def load_script(name: str):
     """Import pipelines/<name>.py as a module (pipelines are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"pipeline_{name}", REPO / "pipelines" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_pipeline_file(f"pipelines/{name}.py")
 
 
 def look_at(center: np.ndarray, target: np.ndarray) -> np.ndarray:

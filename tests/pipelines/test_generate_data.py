@@ -1,5 +1,4 @@
 """The data-generation CLI: folder layout, bad inputs reported, identical read-back, resume."""
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,13 +11,11 @@ from l2m.data.synthetic import FolderPairs, SyntheticPairs
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "l2m" / "data"))
 from data_scenes import textured_image  # noqa: E402
+from script_loader import load_script  # noqa: E402
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location("generate_data", ROOT / "pipelines" / "generate_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pipelines/generate_data.py")
 
 
 def make_inputs(tmp: Path) -> Path:
