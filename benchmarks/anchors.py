@@ -229,13 +229,15 @@ def agreement_with_baseline(rows: list[dict[str, Any]], workdir: Path, baseline:
     def model_dir(r: dict[str, Any]) -> Path:
         return Path(r.get("output") or workdir / r["scene"] / _folder(r["config"])) / "sfm"
 
-    refs = {r["scene"]: model_dir(r) for r in rows if r["config"] == baseline}
+    refs = {r["scene"]: model_dir(r) for r in rows if r["config"] == baseline
+            and r["scene"] != "mixed" and (model_dir(r) / "images.bin").exists()}
+    refs = {scene: pycolmap.Reconstruction(str(path)) for scene, path in refs.items()}  # read once per scene
     for r in rows:
         ref = refs.get(r["scene"])
-        if ("median_rotation_error_deg" in r or r["config"] == baseline or r["scene"] == "mixed" or ref is None
-                or not (ref / "images.bin").exists() or not (model_dir(r) / "images.bin").exists()):
+        if ("median_rotation_error_deg" in r or r["config"] == baseline or ref is None
+                or not (model_dir(r) / "images.bin").exists()):
             continue
-        ev = evaluate(pycolmap.Reconstruction(str(model_dir(r))), pycolmap.Reconstruction(str(ref)))
+        ev = evaluate(pycolmap.Reconstruction(str(model_dir(r))), ref)
         r.update(pair_error_vs_baseline_deg=ev["median_pair_error_deg"], auc10_vs_baseline=ev["auc"]["@10"])
 
 

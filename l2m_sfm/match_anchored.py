@@ -219,4 +219,4 @@ def combine_matches(conf: dict[str, Any], pairs: list[tuple[str, str]], features
             h5io.write_matches(out, n0, n1, m0, s0)
             counts["matches"] += len(dense)
     os.replace(tmp, matches_path)
-    return {**counts, "gated_pairs": gated}
+    return {**counts, "gated_pairs": gated, "matches_rewritten": True}  # so the database is built again

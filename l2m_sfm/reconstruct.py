@@ -167,7 +167,6 @@ def run_matching(conf: dict[str, Any], image_dir: Path, names: list[str], pairs_
 
         stats = match_anchored.main(conf["matching"], matcher, image_dir, names, pairs_path, features_path,
                                     matches_path, overwrite=overwrite, progress=True)
-        stats["matches_rewritten"] = True  # matches.h5 is rewritten every run: the database must be rebuilt
     elif getattr(matcher, "dense", False):
         from l2m_sfm import match_dense
 
